@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh Debian 12 / Python 3.11 machine:
+#   make demo   installs everything, then runs the whole pipeline on the embedded default dataset
+#   make test   installs everything, then runs the test suite
+SHELL := /bin/bash
+PY := .venv/bin/python
+APT_PACKAGES := sox libsox-fmt-all fluidsynth fluid-soundfont-gm avldrums.lv2-soundfont libportaudio2 libsndfile1
+DATA_ROOT ?= $(or $(FSDTAG_DATA_ROOT),data)
+EXP_ROOT ?= $(or $(FSDTAG_EXP_ROOT),experiments)
+
+.PHONY: demo test install apt lint
+
+demo: install
+	$(PY) make_demo_dataset.py --data_root $(DATA_ROOT)
+	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_train --spec_path $(DATA_ROOT)/specs_train_v1 --spec_version 1 --dump
+	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_test --spec_path $(DATA_ROOT)/specs_test_v1 --spec_version 1 --dump
+	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_train --spec_path $(DATA_ROOT)/specs_train_v2 --spec_version 2 --dump
+	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_test --spec_path $(DATA_ROOT)/specs_test_v2 --spec_version 2 --dump
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q tests
+
+install: apt .venv/.installed
+
+# Each step skips what is already there, so both targets work on their own on a fresh machine.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
