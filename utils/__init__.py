@@ -1,0 +1,1 @@
+"""fsdtag's shared package: data, folds, features, models' building blocks, training and metrics."""
