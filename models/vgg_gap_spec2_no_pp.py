@@ -1,0 +1,12 @@
+"""VGG-GAP, 64 base filters, on spectrogram version 2 of untrimmed audio (the live tagger cannot trim a stream)."""
+
+from torch import nn
+
+from utils.vgg_gap import VGGGAP
+
+SETTINGS = {"spec_version": 2, "preprocessing": False, "batch_size": 50, "mixup_alpha": 0.3,
+            "fine_tune_lr": 2e-4}
+
+
+def build_model(n_classes: int = 41) -> nn.Module:
+    return VGGGAP(nf=64, n_classes=n_classes)

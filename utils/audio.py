@@ -1,0 +1,148 @@
+"""Reading audio robustly, and the seed's SoX silence clipping.
+
+Every failure a single file can cause (missing, empty, corrupt, not audio, SoX refusing it) is raised as
+AudioError with the file's name in the message, so a batch run can report it in one line and go on.
+"""
+
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+TARGET_SR = 32000
+
+# The seed's exact chain: normalise, cut leading silence, normalise again, then cut trailing silence by
+# cutting the leading silence of the reversed signal.
+SOX_EFFECTS = ("norm", "-0.1", "silence", "1", "0.025", "0.15%",
+               "norm", "-0.1", "reverse", "silence", "1", "0.025", "0.15%", "reverse")
+
+# soundfile subtype -> (sox encoding, bits, numpy dtype of the raw stream, divisor to reach [-1, 1)).
+# SoX writes the seed's temporary wav at the input's bit depth (dithered when it shrinks from SoX's 32-bit
+# internal samples), so piping at that same depth gives bit-identical samples without the temp file.
+_PIPE_FORMATS = {
+    "PCM_U8": ("signed-integer", 8, "<i1", 2.0 ** 7),
+    "PCM_S8": ("signed-integer", 8, "<i1", 2.0 ** 7),
+    "PCM_16": ("signed-integer", 16, "<i2", 2.0 ** 15),
+    "PCM_24": ("signed-integer", 24, "<i3", 2.0 ** 23),  # numpy has no 3-byte int: see _decode_raw
+    "PCM_32": ("signed-integer", 32, "<i4", 2.0 ** 31),
+    "FLOAT": ("floating-point", 32, "<f4", 1.0),
+    "DOUBLE": ("floating-point", 64, "<f8", 1.0),
+}
+_DEFAULT_PIPE = _PIPE_FORMATS["PCM_16"]
+
+
+class AudioError(Exception):
+    """A file that cannot be turned into a signal; the message names the file."""
+
+
+class AudioWarning(UserWarning):
+    """Something worth telling the user about a file that was still processed."""
+
+
+def audio_info(path: str | Path) -> sf._SoundFileInfo:
+    """Header of an audio file, or AudioError saying why there is none."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: file not found")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # libsndfile reports junk and truncated headers in many ways
+        raise AudioError(f"{path}: not a readable audio file ({_one_line(e)})") from None
+    if info.frames == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    return info
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 in [-1, 1], and the sample rate; like librosa.load before resampling."""
+    audio_info(path)
+    try:
+        signal, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"{path}: cannot decode audio ({_one_line(e)})") from None
+    if len(signal) == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    return signal, sr
+
+
+def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndarray, int]:
+    """Run the seed's SoX chain on a file; (samples, channels) float32 and the (unchanged) sample rate.
+
+    The output is piped back as raw samples instead of written to a temporary wav. Run with -R (repeatable)
+    so the dither SoX adds when it writes 8/16-bit samples is the same on every run: outputs are
+    reproducible, and equal to `sox -R in.wav tmp.wav <effects>` read back with soundfile.
+    A clip that SoX trims to nothing comes back with zero samples; load_audio decides what to do then.
+    """
+    info = audio_info(path)
+    encoding, bits, dtype, scale = _PIPE_FORMATS.get(info.subtype, _DEFAULT_PIPE)
+    if shutil.which(sox_binary) is None:
+        raise AudioError(f"{path}: the SoX binary '{sox_binary}' is not installed (apt-get install sox)")
+    cmd = [sox_binary, "-R", "-V1", str(path),
+           "-t", "raw", "-e", encoding, "-b", str(bits), "-c", str(info.channels), "-",
+           *SOX_EFFECTS]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise AudioError(f"{path}: sox failed ({msg[-1] if msg else f'exit status {proc.returncode}'})")
+    raw = _decode_raw(proc.stdout, dtype)
+    raw = raw[:len(raw) - len(raw) % info.channels]
+    signal = (raw.astype(np.float32) / np.float32(scale)).reshape(-1, info.channels)
+    return signal, info.samplerate
+
+
+def to_mono(signal: np.ndarray) -> np.ndarray:
+    """Average the channels of (samples, channels) as librosa.to_mono does."""
+    if signal.ndim == 1:
+        return signal
+    return np.mean(signal.T, axis=0)
+
+
+def resample(signal: np.ndarray, sr: int, target_sr: int = TARGET_SR) -> np.ndarray:
+    """librosa.load's own resampler (soxr_hq, length fixed to ceil(n * ratio)), so v1 matches the seed."""
+    if sr == target_sr:
+        return signal
+    import librosa  # slow to import; only needed when rates differ
+
+    return librosa.resample(signal, orig_sr=sr, target_sr=target_sr, res_type="soxr_hq")
+
+
+def load_audio(path: str | Path, sr: int = TARGET_SR, preprocess: bool = True) -> np.ndarray:
+    """Mono float32 signal at sr, silence-clipped by SoX unless preprocess is False.
+
+    A clip SoX trims to nothing (all silent, or quieter than its threshold throughout) keeps its unclipped
+    audio, with an AudioWarning, rather than becoming an empty spectrogram.
+    """
+    signal = None
+    if preprocess:
+        signal, file_sr = sox_clip_silence(path)
+        if len(signal) == 0:
+            warnings.warn(f"{path}: SoX trimmed the whole clip as silence; keeping it unclipped",
+                          AudioWarning, stacklevel=2)
+            signal = None
+    if signal is None:
+        signal, file_sr = read_audio(path)
+    return resample(to_mono(signal), file_sr, sr)
+
+
+def sox_version(sox_binary: str = "sox") -> str:
+    """'SoX v14.4.2', or 'not installed'; recorded in manifests because trimming depends on it."""
+    if shutil.which(sox_binary) is None:
+        return "not installed"
+    proc = subprocess.run([sox_binary, "--version"], capture_output=True, text=True)
+    return proc.stdout.strip().split(":")[-1].strip() or "unknown"
+
+
+def _decode_raw(data: bytes, dtype: str) -> np.ndarray:
+    if dtype != "<i3":
+        return np.frombuffer(data, dtype=dtype)
+    b = np.frombuffer(data[:len(data) - len(data) % 3], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+    # Little-endian 3 bytes into the top of an int32, then an arithmetic shift restores the sign.
+    return ((b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)) >> 8
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().replace("\n", " ")
+    return text or type(e).__name__

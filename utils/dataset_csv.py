@@ -1,0 +1,90 @@
+"""Reading and validating the FSDKaggle2018 CSVs (train.csv, test_post_competition.csv).
+
+Every problem is reported as a DataError naming the file and, where there is one, the line."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from utils.labels import FSDKAGGLE2018_CLASSES
+
+TRAIN_COLUMNS = ("fname", "label", "manually_verified")
+TEST_COLUMNS = ("fname", "label", "usage", "freesound_id", "license")
+USAGES = ("Public", "Private", "Ignored")
+
+
+class DataError(Exception):
+    """Bad dataset input: a malformed CSV, an unknown label, a missing file."""
+
+
+def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"{path}: malformed CSV ({str(e).splitlines()[0]})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected header {','.join(columns)}")
+    _check_fnames(path, df)
+    return df
+
+
+def _line(row: int) -> int:
+    return row + 2  # header is line 1
+
+
+def _check_fnames(path: Path, df: pd.DataFrame) -> None:
+    for row, fname in enumerate(df["fname"]):
+        # an fname is joined onto an audio folder: a separator or '..' would escape it
+        if not fname or "/" in fname or "\\" in fname or fname in (".", "..") or ".." in Path(fname).parts:
+            raise DataError(f"{path}:{_line(row)}: invalid fname {fname!r} (a bare file name is required)")
+    dup = df["fname"][df["fname"].duplicated()]
+    if len(dup):
+        raise DataError(f"{path}:{_line(int(dup.index[0]))}: duplicated fname {dup.iloc[0]!r}")
+
+
+def _check_labels(path: Path, df: pd.DataFrame, allowed: set[str]) -> None:
+    bad = ~df["label"].isin(allowed)
+    if bad.any():
+        row = int(bad.idxmax())
+        raise DataError(f"{path}:{_line(row)}: unknown label {df['label'][row]!r}")
+
+
+def read_train_csv(path: str | Path) -> pd.DataFrame:
+    """fname, label, manually_verified (as int 0/1), plus any extra columns (e.g. true_label)."""
+    path = Path(path)
+    df = _read(path, TRAIN_COLUMNS)
+    _check_labels(path, df, set(FSDKAGGLE2018_CLASSES))
+    bad = ~df["manually_verified"].isin(["0", "1"])
+    if bad.any():
+        row = int(bad.idxmax())
+        raise DataError(f"{path}:{_line(row)}: manually_verified must be 0 or 1, "
+                        f"got {df['manually_verified'][row]!r}")
+    df["manually_verified"] = df["manually_verified"].astype(int)
+    return df
+
+
+def read_test_csv(path: str | Path) -> pd.DataFrame:
+    """test_post_competition.csv; 'Ignored' rows (not scored on Kaggle) may carry the label 'None'."""
+    path = Path(path)
+    df = _read(path, TEST_COLUMNS)
+    bad = ~df["usage"].isin(USAGES)
+    if bad.any():
+        row = int(bad.idxmax())
+        raise DataError(f"{path}:{_line(row)}: usage must be one of {', '.join(USAGES)}, got {df['usage'][row]!r}")
+    scored = df[df["usage"] != "Ignored"]
+    _check_labels(path, scored, set(FSDKAGGLE2018_CLASSES))
+    return df
+
+
+def check_files_exist(df: pd.DataFrame, folder: str | Path, suffix: str = "") -> None:
+    """Every fname of a CSV must have its file (audio, or a spectrogram with suffix '.npy')."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
+    for fname in df["fname"]:
+        f = folder / (Path(fname).stem + suffix if suffix else fname)
+        if not f.is_file():
+            raise DataError(f"{f}: listed in the CSV but missing")

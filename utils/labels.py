@@ -1,0 +1,44 @@
+"""The FSDKaggle2018 class names and a label encoder that also serves a subset of them."""
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+FSDKAGGLE2018_CLASSES = (
+    "Acoustic_guitar", "Applause", "Bark", "Bass_drum", "Burping_or_eructation", "Bus", "Cello", "Chime",
+    "Clarinet", "Computer_keyboard", "Cough", "Cowbell", "Double_bass", "Drawer_open_or_close",
+    "Electric_piano", "Fart", "Finger_snapping", "Fireworks", "Flute", "Glockenspiel", "Gong",
+    "Gunshot_or_gunfire", "Harmonica", "Hi-hat", "Keys_jangling", "Knock", "Laughter", "Meow",
+    "Microwave_oven", "Oboe", "Saxophone", "Scissors", "Shatter", "Snare_drum", "Squeak", "Tambourine",
+    "Tearing", "Telephone", "Trumpet", "Violin_or_fiddle", "Writing",
+)
+
+
+class LabelEncoder:
+    """Maps class names to indices. The class list comes from the training CSV and is stored with
+    every model, so a model trained on a subset (the embedded default) predicts that subset."""
+
+    def __init__(self, classes: Sequence[str]):
+        unknown = sorted(set(classes) - set(FSDKAGGLE2018_CLASSES))
+        if unknown:
+            raise ValueError(f"unknown class names: {', '.join(unknown)}")
+        if len(set(classes)) != len(classes):
+            raise ValueError("duplicated class names")
+        self.classes = list(classes)
+        self._index = {c: i for i, c in enumerate(self.classes)}
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str]) -> "LabelEncoder":
+        return cls(sorted(set(labels)))
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def encode(self, labels: Iterable[str]) -> np.ndarray:
+        try:
+            return np.array([self._index[label] for label in labels], dtype=np.int64)
+        except KeyError as e:
+            raise ValueError(f"label {e.args[0]!r} is not among this model's {len(self)} classes") from None
+
+    def decode(self, indices: Iterable[int]) -> list[str]:
+        return [self.classes[int(i)] for i in indices]

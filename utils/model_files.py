@@ -1,0 +1,44 @@
+"""Loading a model file (models/<variant>.py) and merging its settings with the shared ones."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+# The writeup's training settings; a model file's SETTINGS override only what differs.
+SHARED_SETTINGS: dict[str, Any] = {
+    "spec_version": 1,
+    "preprocessing": True,     # spectrograms of SoX-trimmed audio
+    "lr": 1e-3,                # Adam
+    "epochs": 500,
+    "decay_from": 100,         # learning rate decays linearly to 0 from this epoch on
+    "batch_size": 100,
+    "excerpt_len": 384,        # frames per training excerpt
+    "mixup_alpha": 0.3,
+    "fine_tune_lr": 1e-4,
+    "fine_tune_epochs": 30,
+    "fine_tune_decay_from": 5,
+    "valid_batch_size": 8,     # whole max_len spectrograms, so far fewer per batch
+    "normalize_input": False,
+}
+
+
+def load_model_file(path: str | Path) -> ModuleType:
+    """Import a model file by path (no exec, no sys.path edits) and check its contract."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found")
+    spec = importlib.util.spec_from_file_location(f"fsdtag_model_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "build_model", None)):
+        raise ValueError(f"model file {path} defines no build_model(n_classes) function")
+    return module
+
+
+def model_settings(module: ModuleType) -> dict[str, Any]:
+    own = getattr(module, "SETTINGS", {})
+    unknown = sorted(set(own) - set(SHARED_SETTINGS))
+    if unknown:
+        raise ValueError(f"{module.__name__}: unknown setting(s) {', '.join(unknown)}")
+    return {**SHARED_SETTINGS, **own}

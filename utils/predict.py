@@ -1,0 +1,73 @@
+"""Running a trained network over spectrograms: whole clips or random excerpts, softmax posteriors."""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from utils.model_files import load_model_file
+from utils.spec_data import batch_excerpts, batch_whole
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda asked for, but CUDA is not available")
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, specs: Sequence[np.ndarray], max_len: int, batch_size: int,
+                   device: torch.device) -> np.ndarray:
+    """Logits (N, C) of each clip tiled/clipped to max_len frames, one network pass per clip."""
+    model.eval()
+    out = []
+    for i in range(0, len(specs), batch_size):
+        x = torch.from_numpy(batch_whole(specs[i:i + batch_size], max_len)).to(device)
+        out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+@torch.no_grad()
+def predict_excerpts(model: nn.Module, specs: Sequence[np.ndarray], max_len: int, excerpt_len: int,
+                     n_excerpts: int, device: torch.device, rng: np.random.Generator) -> np.ndarray:
+    """Posteriors (N, C) averaged over n_excerpts random excerpts of each clip (tiled/clipped to max_len)."""
+    model.eval()
+    probs = []
+    for spec in specs:
+        x = torch.from_numpy(batch_excerpts([spec] * n_excerpts, max_len, excerpt_len, rng)).to(device)
+        probs.append(torch.softmax(model(x).float(), dim=1).mean(0).cpu().numpy())
+    return np.stack(probs)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """A params file: {'state_dict', 'config'}; plain tensors and builtins, so weights_only loading works."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file {path} not found")
+    params = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(params, dict) or "state_dict" not in params or "config" not in params:
+        raise ValueError(f"{path} is not an fsdtag parameter file")
+    return params
+
+
+def load_trained_model(model_file: str | Path, params_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the model file's network for the params' classes and load the params into it."""
+    params = load_params(params_file)
+    model = load_model_file(model_file).build_model(n_classes=len(params["config"]["classes"]))
+    try:
+        model.load_state_dict(params["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{params_file} does not fit {model_file} (another architecture?): "
+                         f"{str(e).splitlines()[0]}") from None
+    return model, params["config"]

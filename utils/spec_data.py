@@ -1,0 +1,56 @@
+"""Spectrograms in memory: loading a clip's cached .npy, fixing its length, drawing training excerpts.
+
+Clips are kept at their own length (clipped at max_len) and tiled only when an excerpt or a whole
+max_len view is cut, so the cache holds each clip once rather than 3000 frames of repeats."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from utils.dataset_csv import DataError
+
+
+def fix_length(spec: np.ndarray, length: int) -> np.ndarray:
+    """Tile a short (bins, frames) spectrogram, clip a long one, to exactly `length` frames."""
+    n = spec.shape[1]
+    if n == 0:
+        raise ValueError("empty spectrogram")
+    if n < length:
+        spec = np.tile(spec, (1, -(-length // n)))
+    return spec[:, :length]
+
+
+def load_spectrograms(spec_dir: str | Path, fnames: Sequence[str], max_len: int) -> list[np.ndarray]:
+    """One float32 (bins, <=max_len frames) array per fname, read from <spec_dir>/<stem>.npy."""
+    spec_dir = Path(spec_dir)
+    if not spec_dir.is_dir():
+        raise DataError(f"spectrogram folder {spec_dir} not found; run prepare_spectrograms.py first")
+    specs = []
+    for fname in fnames:
+        path = spec_dir / (Path(fname).stem + ".npy")
+        if not path.is_file():
+            raise DataError(f"{path}: spectrogram missing (listed in the CSV); run prepare_spectrograms.py")
+        spec = np.load(path, allow_pickle=False)
+        if spec.ndim != 2 or spec.shape[1] == 0:
+            raise DataError(f"{path}: expected a (bins, frames) spectrogram, got shape {spec.shape}")
+        specs.append(np.ascontiguousarray(spec[:, :max_len], dtype=np.float32))
+    return specs
+
+
+def random_excerpt(spec: np.ndarray, max_len: int, excerpt_len: int, rng: np.random.Generator) -> np.ndarray:
+    """A random excerpt of the clip tiled/clipped to max_len frames, cut without materialising the tiling."""
+    start = int(rng.integers(0, max_len - excerpt_len + 1))
+    idx = (start + np.arange(excerpt_len)) % spec.shape[1]
+    return spec[:, idx]
+
+
+def batch_excerpts(specs: Sequence[np.ndarray], max_len: int, excerpt_len: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """(N, 1, bins, excerpt_len) float32."""
+    return np.stack([random_excerpt(s, max_len, excerpt_len, rng) for s in specs])[:, None]
+
+
+def batch_whole(specs: Sequence[np.ndarray], max_len: int) -> np.ndarray:
+    """(N, 1, bins, max_len) float32: every clip tiled/clipped to max_len, the network's whole-clip view."""
+    return np.stack([fix_length(s, max_len) for s in specs])[:, None]
