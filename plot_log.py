@@ -1,0 +1,44 @@
+"""Plot training and validation curves from train.py's logs, like the writeup's figures.
+
+python plot_log.py experiments/vgg_gap_spec1_1/results_[1,2,3,4]_it0.json --acc --folds_avg --out curves.png
+Without a display (or with --out) the figure is saved as PNG."""
+
+import argparse
+import json
+from pathlib import Path
+
+from utils.cli import run_cli
+from utils.plots import has_display, plot_curves, pyplot, save_figure
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs", nargs="+", help="results_<fold>_<tag>.json files")
+    parser.add_argument("--acc", action="store_true", help="plot accuracy instead of loss")
+    parser.add_argument("--folds_avg", action="store_true", help="mean and std over the given runs")
+    parser.add_argument("--out", default=None, help="PNG to write (default curves.png when headless)")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    histories, labels = [], []
+    for name in args.logs:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"log {path} not found")
+        history = json.loads(path.read_text())["history"]
+        if not history:
+            raise ValueError(f"{path} has no completed epoch yet")
+        histories.append(history)
+        labels.append(path.stem)
+    fig = plot_curves(histories, labels, "acc" if args.acc else "loss", args.folds_avg)
+    if args.out or not has_display():
+        out = args.out or "curves.png"
+        save_figure(fig, out)
+        print(f"saved {out}")
+    else:
+        pyplot(interactive=True).show()
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_args())
