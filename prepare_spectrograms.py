@@ -116,9 +116,10 @@ def check_or_write_manifest(spec_path: Path, manifest: dict) -> None:
     if path.exists():
         existing = json.loads(path.read_text())
         if existing != manifest:
-            diff = sorted(_diff_keys(existing, manifest))
+            diff = _diff_keys(existing, manifest)
+            shown = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise ManifestMismatch(
-                f"{spec_path} holds spectrograms made with other settings (differences: {', '.join(diff)}); "
+                f"{spec_path} holds spectrograms made with other settings ({shown}); "
                 f"pick another --spec_path or delete that folder")
         return
     if spec_path.is_dir() and any(spec_path.glob("*.npy")):
@@ -129,7 +130,7 @@ def check_or_write_manifest(spec_path: Path, manifest: dict) -> None:
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
-    for key in sorted(set(a) | set(b)):
+    for key in [*a, *(k for k in b if k not in a)]:  # manifest order: spec_version first
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
             out += _diff_keys(va, vb, f"{prefix}{key}.")
@@ -184,7 +185,7 @@ def prepare(files: list[Path], version: int, preprocess: bool = True, spec_path:
             results.append(FileResult(str(audio), "skipped"))
         else:
             todo.append((str(audio), version, preprocess, str(out) if out else None))
-    bar = dict(total=len(todo), disable=not progress, unit="file", desc=f"spectrograms v{version}")
+    bar = dict(total=len(todo), disable=not progress or not todo, unit="file", desc=f"spectrograms v{version}")
     if jobs <= 1 or len(todo) <= 1:
         results += [process_file(*task) for task in tqdm(todo, **bar)]
         return results

@@ -26,8 +26,8 @@ SOUNDFONTS = {
 }
 LICENSES = {
     "fluid": "MIT (FluidR3_GM)",
-    "avl_black_pearl": "CC-BY-SA-3.0 (AVL Drumkits, Black Pearl)",
-    "avl_red_zeppelin": "CC-BY-SA-3.0 (AVL Drumkits, Red Zeppelin)",
+    "avl_black_pearl": "CC-BY-SA-3.0 (AVL Drumkits Black Pearl)",
+    "avl_red_zeppelin": "CC-BY-SA-3.0 (AVL Drumkits Red Zeppelin)",
 }
 RENDER_SR = 44100
 SLOT_GAP = 2.5  # seconds between slots: longer than any release tail we keep, so slots never bleed
@@ -390,8 +390,11 @@ def _audio_choices(spec: ClipSpec, rng: np.random.Generator) -> ClipPlanAudio:
                          snr_db=float(rng.uniform(10, 50)), pink=bool(rng.random() < 0.5))
 
 
-def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> list[str]:
-    """Render and write a chunk of clips; re-roll any layer that comes out silent (a note outside a zone)."""
+def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, str]:
+    """Render and write a chunk of clips; re-roll any layer that comes out silent (a note outside a zone).
+
+    Returns each clip's fname -> the soundfont key of its main sound (for the licence column).
+    """
     choices = {s.index: _audio_choices(s, np.random.default_rng([seed, 1, s.index])) for s in specs}
     wanted = {}  # (clip index, layer) -> (class, budget)
     for s in specs:
@@ -399,6 +402,7 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> list[str]:
         if s.mix_class is not None:
             wanted[(s.index, 1)] = (s.mix_class, choices[s.index].mix_budget)
     rendered: dict[tuple[int, int], np.ndarray] = {}
+    soundfonts: dict[tuple[int, int], str] = {}
     tmp_dir = Path(tempfile.mkdtemp(prefix="fsdtag_demo_"))
     try:
         for attempt in range(MAX_ATTEMPTS):
@@ -412,19 +416,20 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> list[str]:
                 for k, audio in zip(keys, render_layers([layers[k] for k in keys], tmp_dir), strict=True):
                     if np.abs(audio).max() > SILENT_PEAK:
                         rendered[k] = audio
+                        soundfonts[k] = soundfont
         missing = [k for k in wanted if k not in rendered]
         if missing:
             raise RuntimeError(f"layers still silent after {MAX_ATTEMPTS} attempts: {missing}")
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    written = []
+    written = {}
     for s in specs:
         audio = assemble(s, choices[s.index], rendered[(s.index, 0)], rendered.get((s.index, 1)),
                          np.random.default_rng([seed, 3, s.index]))
         path = Path(root) / s.audio_dir / s.fname
         atomic_write(path, lambda tmp, a=audio, s=s: sf.write(tmp, a, s.sample_rate, subtype=s.subtype,
                                                              format="WAV"))
-        written.append(s.fname)
+        written[s.fname] = soundfonts[(s.index, 0)]
     return written
 
 

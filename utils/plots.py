@@ -59,3 +59,46 @@ def plot_curves(histories: Sequence[Sequence[dict]], labels: Sequence[str], metr
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str]):
+    """Row-normalised confusion matrix (true class per row), raw counts written in non-empty cells when the
+    matrix is small enough to read them."""
+    plt = pyplot()
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    n = len(classes)
+    size = max(4.0, 0.25 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 15:
+        for i, j in zip(*np.nonzero(cm), strict=True):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="black" if norm[i, j] > 0.5 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_scores(classes: Sequence[str], precision: np.ndarray, recall: np.ndarray, f1: np.ndarray):
+    """Precision, recall and F-score per class as horizontal bars, like the writeup's Pr_Re_F figure."""
+    plt = pyplot()
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(5, max(3.0, 0.3 * n + 1)))
+    y = np.arange(n)
+    h = 0.27
+    ax.barh(y - h, precision, height=h, label="precision")
+    ax.barh(y, recall, height=h, label="recall")
+    ax.barh(y + h, f1, height=h, label="F-score")
+    ax.set_yticks(y, classes, fontsize=7)
+    ax.invert_yaxis()  # first class on top, as in the table
+    ax.set_xlim(0, 1.05)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig

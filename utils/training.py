@@ -207,7 +207,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.train()
         batches = EpochBatches(cfg.seed, epoch, len(train_specs), settings["batch_size"], world, rank)
         loss_sum = correct = seen = 0
-        for idx, rng in tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not master):
+        # disable=None: a bar on a terminal, none in log files
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None if master else True)
+        for idx, rng in bar:
             x = torch.from_numpy(batch_excerpts([train_specs[i] for i in idx], cfg.max_len, excerpt_len, rng))
             x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x
             y = torch.from_numpy(train_y[idx]).to(device)

@@ -1,0 +1,91 @@
+"""Scores for single-label audio tagging, as pure numpy functions: MAP@k (the Kaggle metric), accuracy,
+per-class precision/recall/F1, the confusion matrix, and the seed's text report.
+
+Labels are class indices 0..n_classes-1. A ranking is an (N, k) integer array of class indices, most
+likely first: either a submission's labels or the top k of a score matrix."""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def top_k(scores: np.ndarray, k: int = 3) -> np.ndarray:
+    """(N, k) class indices of the k highest scores per row, highest first. Ties go to the lower class
+    index (stable sort), so the same scores always give the same ranking and the same submission."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (N, n_classes), got shape {scores.shape}")
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def map_at_k_ranked(y_true: np.ndarray, ranked: np.ndarray, k: int = 3) -> float:
+    """Kaggle's MAP@k for one true label per clip: 1/r if the true label first appears at rank r <= k,
+    else 0, averaged over clips. Only the first occurrence of a label counts (as in Kaggle's apk)."""
+    y_true = np.asarray(y_true)
+    ranked = np.asarray(ranked)
+    if ranked.ndim != 2 or len(ranked) != len(y_true):
+        raise ValueError(f"ranked must be (N, >=1) for {len(y_true)} labels, got shape {ranked.shape}")
+    if len(y_true) == 0:
+        raise ValueError("MAP@k of an empty set is undefined")
+    hits = ranked[:, :k] == y_true[:, None]
+    # argmax finds the first hit; rows without a hit score 0
+    first = hits.argmax(axis=1)
+    return float(np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0).mean())
+
+
+def map_at_k(y_true: np.ndarray, scores: np.ndarray, k: int = 3) -> float:
+    """MAP@k of an (N, n_classes) score (or probability) matrix."""
+    return map_at_k_ranked(y_true, top_k(scores, k), k)
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(y_true) == 0 or y_true.shape != y_pred.shape:
+        raise ValueError(f"accuracy needs two equally long, non-empty label arrays, got {y_true.shape}, "
+                         f"{y_pred.shape}")
+    return float((y_true == y_pred).mean())
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts; row = true class, column = predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def per_class_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Per class: count (true clips), precision, recall, f1. Undefined ratios (no clips, no predictions)
+    are 0, as sklearn's zero_division=0. Per-class accuracy is the recall, as in the seed's table."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    count, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, count, out=np.zeros_like(tp), where=count > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"count": count, "precision": precision, "recall": recall, "f1": f1}
+
+
+def format_report(y_true: np.ndarray, ranked: np.ndarray, classes: Sequence[str], k: int = 3) -> str:
+    """The seed's evaluation table: LABEL | CNT | ACC | PR | RE | F1 per class with clips in y_true, an
+    unweighted average over those classes, then the overall accuracy and, last, MAP@k.
+
+    ranked: (N, >=1) class indices, most likely first; its first column is the prediction."""
+    y_true, ranked = np.asarray(y_true), np.asarray(ranked)
+    y_pred = ranked[:, 0]
+    s = per_class_scores(y_true, y_pred, len(classes))
+    present = np.flatnonzero(s["count"] > 0)
+    line = "-" * 78
+    rows = [f"{'LABEL':>30}  |  CNT  |   ACC   |   PR   |   RE   |    F1    |", line]
+    for c in present:
+        rows.append(f"{classes[c]:>30}  |  {s['count'][c]:03d}  |  {s['recall'][c]:.3f}  |  "
+                    f"{s['precision'][c]:.2f}  |  {s['recall'][c]:.2f}  |  {s['f1'][c]:.3f}   |")
+    rows.append(line)
+    mean = {key: float(s[key][present].mean()) for key in ("precision", "recall", "f1")}
+    rows.append(f"{'average':>30}  |  {len(y_true):03d}  |  {mean['recall']:.3f}  |  {mean['precision']:.2f}  |  "
+                f"{mean['recall']:.2f}  |  {mean['f1']:.3f}   |")
+    rows.append("=" * 78)
+    rows.append(f"Overall Accuracy: {100 * accuracy(y_true, y_pred):.3f} %")
+    rows.append("=" * 78)
+    rows.append(f"MAP@{k}: {map_at_k_ranked(y_true, ranked, k):.4f}")
+    return "\n".join(rows)
