@@ -1,6 +1,6 @@
 """Time preparing version-1 spectrograms for a folder: the seed's serial loop against prepare_spectrograms.
 
-    python benchmarks/spectrograms.py [--audio_path data/audio_train] [--limit 300] [--jobs N]
+    python -m benchmarks.spectrograms [--audio_path data/audio_train] [--limit 300] [--jobs N]
 
 The seed's loop, per file: SoX into a temporary wav, librosa.load, the writeup's v1 code. Ours: SoX piped
 into memory, mel basis built once, files spread over worker processes. Both run SoX with -R so its dither
@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-
-import prepare_spectrograms  # noqa: E402
-from utils.audio import SOX_EFFECTS  # noqa: E402
+import prepare_spectrograms
+from utils.audio import SOX_EFFECTS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

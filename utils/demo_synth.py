@@ -365,7 +365,7 @@ def _rms(x: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class ClipPlanAudio:
+class AudioChoices:
     """The per-clip audio choices, drawn from the clip's own generator so chunking never changes them."""
 
     lead: float
@@ -378,13 +378,13 @@ class ClipPlanAudio:
     pink: bool
 
 
-def _audio_choices(spec: ClipSpec, rng: np.random.Generator) -> ClipPlanAudio:
+def _audio_choices(spec: ClipSpec, rng: np.random.Generator) -> AudioChoices:
     lead = spec.duration * rng.uniform(0.0, 0.2) * (rng.random() < 0.85)
     trail = spec.duration * rng.uniform(0.0, 0.25) * (rng.random() < 0.85)
     content = max(0.2, spec.duration - lead - trail)
     lead = min(lead, spec.duration - content)
     mix_budget = content * rng.uniform(0.4, 1.0)
-    return ClipPlanAudio(lead=float(lead), content=float(content),
+    return AudioChoices(lead=float(lead), content=float(content),
                          mix_offset=float(rng.uniform(0, content - mix_budget)), mix_budget=float(mix_budget),
                          mix_gain_db=float(rng.uniform(-14, -6)), peak_db=float(rng.uniform(-18, -1)),
                          snr_db=float(rng.uniform(10, 50)), pink=bool(rng.random() < 0.5))
@@ -433,7 +433,7 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, str]:
     return written
 
 
-def assemble(spec: ClipSpec, ch: ClipPlanAudio, main: np.ndarray, mix: np.ndarray | None,
+def assemble(spec: ClipSpec, ch: AudioChoices, main: np.ndarray, mix: np.ndarray | None,
              rng: np.random.Generator) -> np.ndarray:
     """Place the sound between silences, add the quieter class and background noise, then set the format."""
     content = _fade_out(main.copy())

@@ -1,0 +1,54 @@
+"""Run the whole schedule: pretrain every model, then self-verify and fine-tune for N iterations.
+
+python run_experiment_set.py --experiment_set all                  # the seed's 63 steps (preset full)
+python run_experiment_set.py --experiment_set all --preset demo    # the embedded default on a CPU
+python run_experiment_set.py --experiment_set all --dry_run        # print the steps only
+
+Each per-fold step launches run_experiment.sh (one fold per GPU). Finished steps are skipped, so the same
+command resumes a killed schedule. At the end, each model's best iteration (lowest mean verified validation
+loss over the folds) is written to <exp_root>/best_iterations.json for evaluation and fusion.
+--baseline runs the control: the same fine-tuning epochs on all labels, without self-verification."""
+
+import argparse
+
+import torch
+
+from utils import paths
+from utils.cli import run_cli
+from utils.launch_local import run_local
+from utils.paths import add_root_args
+from utils.schedule import PRESETS, build_schedule, select_best_iterations
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment_set", choices=["pretrain", "finetune", "all"], default="all")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full",
+                        help="full: the seed's models and iterations; demo: small models for the embedded default")
+    parser.add_argument("--iterations", type=int, default=None, help="self-verification iterations (preset's)")
+    parser.add_argument("--num_gpus", type=int, default=None, help="GPUs for the folds (default: all visible)")
+    parser.add_argument("--seed", type=int, default=1, help="passed to every training and verification step")
+    parser.add_argument("--baseline", action="store_true",
+                        help="fine-tune on all labels of train.csv instead of self-verified ones (the control)")
+    parser.add_argument("--dry_run", action="store_true", help="print the steps without running them")
+    add_root_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    preset = PRESETS[args.preset]
+    iterations = preset.iterations if args.iterations is None else args.iterations
+    # absolute, since the steps run from the repository root whatever the caller's folder
+    exp_root = paths.exp_root(args.exp_root).resolve()
+    steps = build_schedule(preset, args.experiment_set, paths.data_root(args.data_root).resolve(), exp_root,
+                           iterations, seed=args.seed, baseline=args.baseline)
+    num_gpus = torch.cuda.device_count() if args.num_gpus is None else args.num_gpus
+    run_local(steps, num_gpus, exp_root, dry_run=args.dry_run)
+    if not args.dry_run and not args.baseline:
+        for name, best in select_best_iterations(preset, exp_root, iterations).items():
+            print(f"best iteration of {name}: {best['tag']} (mean valid loss {best['valid_loss']:.4f}, "
+                  f"accuracy {best['valid_acc']:.4f})")
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_args())

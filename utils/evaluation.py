@@ -1,0 +1,297 @@
+"""Evaluation logic shared by eval.py, fusion.py, prepare_submission.py and evaluate_leaderboard.py:
+which clips an evaluation set holds, predicting them, result files (.npz), fusion, and submissions.
+
+A result file is a plain .npz (no pickled objects; load with allow_pickle=False) holding
+    fnames  (N,) str    clip file names, in the order of the CSV they came from
+    classes (C,) str    the model's class list (column order of probs)
+    probs   (N, C) f32  softmax posteriors
+    set     ()  str     the evaluation set (valid, public, private, private_public, test)
+and is named probs_<set>_<spec_dir>_<fold>_<tag>.npz, so a model's folds can be globbed for fusion."""
+
+import csv
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from utils.atomic import atomic_write, save_text
+from utils.dataset_csv import DataError, read_test_csv, read_train_csv
+from utils.folds import load_folds, split_fold
+from utils.labels import FSDKAGGLE2018_CLASSES, LabelEncoder
+from utils.metrics import confusion_matrix, format_report, per_class_scores, top_k
+from utils.plots import plot_class_scores, plot_confusion_matrix, pyplot, save_figure
+from utils.predict import predict_logits, softmax
+from utils.spec_data import load_spectrograms
+
+SETS = ("valid", "public", "private", "private_public", "test")
+TEST_CSV = "test_post_competition.csv"
+# Kaggle scored Public and Private rows; 'Ignored' rows were padding and are never scored.
+USAGES_OF_SET = {"public": ("Public",), "private": ("Private",), "private_public": ("Public", "Private"),
+                 "test": ("Public", "Private", "Ignored")}
+RESULT_KEYS = ("fnames", "classes", "probs", "set")
+SUBMISSION_HEADER = ["fname", "label"]
+TOP_K = 3
+PREDICT_CHUNK = 256  # clips loaded at once: a whole test set at max_len 3000 would not fit in memory
+
+
+@dataclass
+class ClipSet:
+    fnames: list[str]
+    labels: list[str] | None  # None for 'test' (the Ignored rows carry no label)
+    spec_dir: Path
+    source: Path  # the CSV the clips come from, for error messages
+
+
+@dataclass
+class Results:
+    fnames: np.ndarray
+    classes: list[str]
+    probs: np.ndarray
+    set_name: str
+
+
+def check_set(set_name: str) -> None:
+    if set_name not in SETS:
+        raise ValueError(f"unknown set {set_name!r}; choose one of {', '.join(SETS)}")
+
+
+def test_spec_dir(train_spec_dir: str) -> str:
+    """The test-set twin of a training spectrogram folder: specs_train_v1 -> specs_test_v1."""
+    if "specs_train" not in train_spec_dir:
+        raise ValueError(f"cannot derive the test spectrogram folder from {train_spec_dir!r} (no 'specs_train' "
+                         "in it); pass --test_spec_dir")
+    return train_spec_dir.replace("specs_train", "specs_test")
+
+
+def select_clips(data_root: str | Path, set_name: str, spec_dir: str, fold: int | None = None,
+                 test_spec: str | None = None) -> ClipSet:
+    """The clips of an evaluation set: 'valid' is fold `fold`'s verified held-out part of train.csv; the
+    others are test_post_competition.csv rows by usage ('test': all rows, labels not needed)."""
+    check_set(set_name)
+    data_root = Path(data_root)
+    if set_name == "valid":
+        if fold is None:
+            raise ValueError("--set valid needs --fold")
+        source = data_root / "train.csv"
+        _, valid, _ = split_fold(read_train_csv(source), load_folds(data_root), fold)
+        return ClipSet(list(valid["fname"]), list(valid["label"]), data_root / spec_dir, source)
+    source = data_root / TEST_CSV
+    df = read_test_csv(source)
+    df = df[df["usage"].isin(USAGES_OF_SET[set_name])]
+    labels = None if set_name == "test" else list(df["label"])
+    return ClipSet(list(df["fname"]), labels, data_root / (test_spec or test_spec_dir(spec_dir)), source)
+
+
+def encode_labels(clips: ClipSet, classes: Sequence[str]) -> np.ndarray:
+    try:
+        return LabelEncoder(classes).encode(clips.labels)
+    except ValueError as e:
+        raise ValueError(f"{clips.source}: {e}; the model cannot be scored on these clips") from None
+
+
+def predict_clips(model: nn.Module, clips: ClipSet, max_len: int, batch_size: int,
+                  device: torch.device) -> np.ndarray:
+    """Softmax posteriors (N, C) of every clip, whole clip tiled/clipped to max_len, loaded chunk by chunk."""
+    model.to(device)
+    probs = []
+    for i in range(0, len(clips.fnames), PREDICT_CHUNK):
+        specs = load_spectrograms(clips.spec_dir, clips.fnames[i:i + PREDICT_CHUNK], max_len)
+        probs.append(softmax(predict_logits(model, specs, max_len, batch_size, device)))
+    return np.concatenate(probs).astype(np.float32)
+
+
+def run_name(set_name: str, spec_dir: str, params_file: str | Path) -> str:
+    """<set>_<spec_dir>_<fold>_<tag> for params_<fold>_<tag>.pt; other params files keep their stem."""
+    stem = Path(params_file).stem
+    return f"{set_name}_{spec_dir}_{stem.removeprefix('params_')}"
+
+
+def results_path(out_dir: str | Path, set_name: str, spec_dir: str, params_file: str | Path) -> Path:
+    return Path(out_dir) / f"probs_{run_name(set_name, spec_dir, params_file)}.npz"
+
+
+# --- result files ---
+
+def save_results(path: str | Path, results: Results) -> None:
+    check_results(results, str(path))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object, so np.savez does not append another .npz
+            np.savez(f, fnames=np.asarray(results.fnames, dtype=str), classes=np.asarray(results.classes, dtype=str),
+                     probs=np.asarray(results.probs, dtype=np.float32), set=np.asarray(results.set_name, dtype=str))
+    atomic_write(path, write)
+
+
+def load_results(path: str | Path) -> Results:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {path} not found")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # ValueError: a pickle, refused on purpose
+        raise ValueError(f"{path}: unreadable result file ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single array, not a result file (.npz)")
+    with z:
+        missing = [k for k in RESULT_KEYS if k not in z.files]
+        if missing:
+            raise ValueError(f"{path}: not a result file (missing {', '.join(missing)}); write it with "
+                             "eval.py --dump_results or fusion.py")
+        try:
+            data = {k: z[k] for k in RESULT_KEYS}
+        except ValueError as e:  # object arrays would need pickle
+            raise ValueError(f"{path}: unreadable result file ({e})") from None
+    for key in ("fnames", "classes", "set"):
+        if data[key].dtype.kind != "U":
+            raise ValueError(f"{path}: '{key}' must hold strings, got dtype {data[key].dtype}")
+    results = Results(data["fnames"], [str(c) for c in data["classes"]], data["probs"], str(data["set"]))
+    check_results(results, str(path))
+    return results
+
+
+def check_results(results: Results, where: str) -> None:
+    probs = np.asarray(results.probs)
+    if probs.ndim != 2 or probs.shape != (len(results.fnames), len(results.classes)):
+        raise ValueError(f"{where}: probs shape {probs.shape} does not match {len(results.fnames)} clips x "
+                         f"{len(results.classes)} classes")
+    if len(results.fnames) == 0:
+        raise ValueError(f"{where}: no clips")
+    if not np.isfinite(probs).all():
+        raise ValueError(f"{where}: probs contain NaN or infinite values")
+    if len(set(np.asarray(results.fnames).tolist())) != len(results.fnames):
+        raise ValueError(f"{where}: duplicated fnames")
+    if len(set(results.classes)) != len(results.classes):
+        raise ValueError(f"{where}: duplicated class names")
+    check_set(results.set_name)
+
+
+def fuse(results: Sequence[Results], names: Sequence[str], weights: Sequence[float] | None = None) -> Results:
+    """Weighted average of aligned result files. Files must list the same clips in the same order, the
+    same classes in the same order and the same set: anything else means they were not made for each
+    other, and silently reordering would hide that."""
+    if not results:
+        raise ValueError("no result files to fuse")
+    weights = np.ones(len(results)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(weights) != len(results) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"need {len(results)} non-negative weights with a positive sum, got {list(weights)}")
+    ref, ref_name = results[0], names[0]
+    for r, name in zip(results[1:], names[1:], strict=True):
+        if r.set_name != ref.set_name:
+            raise ValueError(f"{name} holds set '{r.set_name}' but {ref_name} holds '{ref.set_name}'")
+        if list(r.classes) != list(ref.classes):
+            how = "in another order" if sorted(r.classes) == sorted(ref.classes) else "a different class list"
+            raise ValueError(f"{name} and {ref_name} differ in classes ({how}); they cannot be averaged")
+        if not np.array_equal(r.fnames, ref.fnames):
+            how = ("the same clips in another order" if sorted(r.fnames.tolist()) == sorted(ref.fnames.tolist())
+                   else "different clips")
+            raise ValueError(f"{name} and {ref_name} hold {how}; they cannot be averaged")
+    weights = weights / weights.sum()
+    probs = sum(w * r.probs.astype(np.float64) for w, r in zip(weights, results, strict=True))
+    return Results(ref.fnames, list(ref.classes), probs.astype(np.float32), ref.set_name)
+
+
+# --- submissions ---
+
+def submission_text(results: Results) -> str:
+    """fname,label with the top 3 labels per clip, most likely first, separated by spaces."""
+    if len(results.classes) < TOP_K:
+        raise ValueError(f"a submission lists {TOP_K} labels per clip, but the predictions have only "
+                         f"{len(results.classes)} classes")
+    ranked = top_k(results.probs, TOP_K)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SUBMISSION_HEADER)
+    for fname, row in zip(results.fnames, ranked, strict=True):
+        writer.writerow([str(fname), " ".join(results.classes[i] for i in row)])
+    return buf.getvalue()
+
+
+def write_submission(path: str | Path, results: Results) -> None:
+    save_text(path, submission_text(results))
+
+
+def read_submission(path: str | Path) -> dict[str, list[str]]:
+    """fname -> its 3 labels, most likely first. Any malformed line is a DataError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: submission file not found")
+    known = set(FSDKAGGLE2018_CLASSES)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip() for c in rows[0]] != SUBMISSION_HEADER:
+        got = ",".join(rows[0]) if rows else "an empty file"
+        raise DataError(f"{path}:1: expected the header {','.join(SUBMISSION_HEADER)}, got {got!r}")
+    sub: dict[str, list[str]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue  # a blank line (e.g. a trailing one) carries nothing
+        if len(row) != 2:
+            raise DataError(f"{path}:{line}: expected 2 fields (fname,label), got {len(row)}")
+        fname, labels = row[0].strip(), row[1].split()
+        if not fname:
+            raise DataError(f"{path}:{line}: empty fname")
+        if fname in sub:
+            raise DataError(f"{path}:{line}: duplicated fname {fname!r}")
+        if len(labels) != TOP_K:
+            raise DataError(f"{path}:{line}: expected {TOP_K} space-separated labels for {fname!r}, "
+                            f"got {len(labels)}")
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise DataError(f"{path}:{line}: unknown label {unknown[0]!r}")
+        if len(set(labels)) != len(labels):
+            raise DataError(f"{path}:{line}: a label is repeated in {' '.join(labels)!r}")
+        sub[fname] = labels
+    if not sub:
+        raise DataError(f"{path}: no predictions after the header")
+    return sub
+
+
+def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, ranked) as indices into FSDKAGGLE2018_CLASSES for the scored clips of `set_name`.
+    The submission must cover every clip of the set and name no clip the test CSV does not list."""
+    if set_name not in ("public", "private", "private_public"):
+        raise ValueError(f"a submission is scored on public, private or private_public, not {set_name!r}")
+    source = Path(data_root) / TEST_CSV
+    test = read_test_csv(source)
+    unknown = sorted(set(sub) - set(test["fname"]))
+    if unknown:
+        raise DataError(f"submission lists {len(unknown)} clip(s) not in {source}, e.g. {unknown[0]!r}")
+    scored = test[test["usage"].isin(USAGES_OF_SET[set_name])]
+    missing = [f for f in scored["fname"] if f not in sub]
+    if missing:
+        raise DataError(f"submission misses {len(missing)} of the {len(scored)} clips of set '{set_name}', "
+                        f"e.g. {missing[0]!r}")
+    if scored.empty:
+        raise DataError(f"{source} has no clips in set '{set_name}'")
+    index = {c: i for i, c in enumerate(FSDKAGGLE2018_CLASSES)}
+    y_true = np.array([index[label] for label in scored["label"]])
+    ranked = np.array([[index[label] for label in sub[f]] for f in scored["fname"]])
+    return y_true, ranked
+
+
+# --- reporting ---
+
+def report_and_plot(y_true: np.ndarray, ranked: np.ndarray, classes: Sequence[str], out_dir: str | Path,
+                    name: str) -> tuple[str, list[Path]]:
+    """The text report, and cmatrix_<name>.png and pr_re_f_<name>.png in out_dir. The figures show the
+    classes that occur as true or predicted labels, so a 41-class index space stays readable."""
+    report = format_report(y_true, ranked, classes, TOP_K)
+    used = np.union1d(y_true, ranked[:, 0])
+    remap = np.full(len(classes), -1)
+    remap[used] = np.arange(len(used))
+    names = [classes[i] for i in used]
+    yt, yp = remap[y_true], remap[ranked[:, 0]]
+    s = per_class_scores(yt, yp, len(used))
+    out_dir = Path(out_dir)
+    figures = [out_dir / f"cmatrix_{name}.png", out_dir / f"pr_re_f_{name}.png"]
+    for path, fig in zip(figures, (plot_confusion_matrix(confusion_matrix(yt, yp, len(used)), names),
+                                   plot_class_scores(names, s["precision"], s["recall"], s["f1"])), strict=True):
+        save_figure(fig, path)
+        pyplot().close(fig)
+    return report, figures

@@ -1,0 +1,145 @@
+"""The experiment schedule: pretrain every model, then iterate self-verification and fine-tuning.
+
+A schedule is a flat list of steps; each step knows its command and the outputs that prove it done, so a
+schedule started again skips finished steps and goes on where it stopped."""
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utils import paths
+from utils.atomic import save_json
+from utils.folds import N_FOLDS
+
+
+@dataclass(frozen=True)
+class Preset:
+    models: tuple[tuple[str, str], ...]  # (model file, training spectrogram dir)
+    max_len: int
+    iterations: int
+    top_probs_thresh: float
+    k_per_class: int
+    n_excerpts: int
+
+
+PRESETS = {
+    # the seed's schedule: three networks, ten self-verification iterations -> 3 + 10 * 3 * 2 = 63 steps
+    "full": Preset(models=(("models/vgg_gap_spec2.py", "specs_train_v2"),
+                           ("models/vgg_gap_spec1_1.py", "specs_train_v1"),
+                           ("models/vgg_gap_spec1_2.py", "specs_train_v1")),
+                   max_len=3000, iterations=10, top_probs_thresh=0.95, k_per_class=40, n_excerpts=25),
+    # the same shape on the embedded default with the small demo networks, minutes on 2 CPU cores
+    "demo": Preset(models=(("models/vgg_gap_demo.py", "specs_train_v1"),
+                           ("models/vgg_gap_demo_v2.py", "specs_train_v2")),
+                   max_len=1500, iterations=2, top_probs_thresh=0.95, k_per_class=40, n_excerpts=25),
+}
+
+
+@dataclass
+class Step:
+    name: str
+    stage: str            # 'pretrain' or 'finetune'
+    per_fold: bool        # True: run once per fold with --fold K appended
+    command: list[str]
+    outputs: list[Path] = field(default_factory=list)
+    model: str = ""
+    tag: str = ""
+
+    def done(self) -> bool:
+        return all(output_done(p) for p in self.outputs)
+
+    def shell(self) -> str:
+        return shlex.join(self.command)
+
+
+def output_done(path: Path) -> bool:
+    """A training log counts only once its run finished; any other output counts once it exists."""
+    if not path.is_file():
+        return False
+    if path.suffix == ".json" and path.name.startswith("results_"):
+        try:
+            return bool(json.loads(path.read_text()).get("finished"))
+        except (json.JSONDecodeError, OSError):
+            return False
+    return True
+
+
+def train_logs(exp_root: Path, model: str, tag: str) -> list[Path]:
+    return [paths.log_path(exp_root, model, k, tag) for k in range(1, N_FOLDS + 1)]
+
+
+def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_root: Path, iterations: int | None = None,
+                   seed: int = 1, baseline: bool = False) -> list[Step]:
+    """The steps of 'pretrain', 'finetune' or 'all'. With baseline, fine-tuning iterations train on all labels
+    of train.csv (no self-verification) with the same epochs: the control the evidence compares against."""
+    iterations = preset.iterations if iterations is None else iterations
+    py = sys.executable
+    roots = ["--data_root", str(data_root), "--exp_root", str(exp_root), "--max_len", str(preset.max_len)]
+    steps: list[Step] = []
+    if experiment_set in ("pretrain", "all"):
+        for model, spec_dir in preset.models:
+            steps.append(Step(f"pretrain_{paths.model_name(model)}", "pretrain", True,
+                              [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
+                               "--seed", str(seed)],
+                              train_logs(exp_root, model, "it0"), model, "it0"))
+    if experiment_set in ("finetune", "all"):
+        prefix = "base" if baseline else "it"
+        for i in range(iterations):
+            prev = "it0" if i == 0 else f"{prefix}{i}"
+            new = f"{prefix}{i + 1}"
+            for model, spec_dir in preset.models:
+                name = paths.model_name(model)
+                if baseline:
+                    train_file = "train.csv"
+                else:
+                    train_file = f"train_self_verified_{prev}.csv"
+                    steps.append(Step(
+                        f"self_verify_{name}_{prev}", "finetune", False,
+                        [py, "self_verify.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", prev,
+                         "--train_file", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
+                         "--k_per_class", str(preset.k_per_class), "--stochastic",
+                         "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)],
+                        [paths.run_dir(exp_root, model) / train_file], model, prev))
+                steps.append(Step(
+                    f"finetune_{name}_{new}", "finetune", True,
+                    [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
+                     "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
+                     "--seed", str(seed)] + (["--train_on", "all"] if baseline else []),
+                    train_logs(exp_root, model, new), model, new))
+    return steps
+
+
+def fold_summary(exp_root: Path, model: str, tag: str) -> dict | None:
+    """Mean over folds of the best verified validation loss and that epoch's accuracy; None if unfinished."""
+    losses, accs = [], []
+    for log in train_logs(exp_root, model, tag):
+        if not output_done(log):
+            return None
+        history = json.loads(log.read_text())["history"]
+        best = min(history, key=lambda row: row["valid_loss"])
+        losses.append(best["valid_loss"])
+        accs.append(best["valid_acc"])
+    return {"valid_loss": float(np.mean(losses)), "valid_acc": float(np.mean(accs)),
+            "valid_acc_std": float(np.std(accs))}
+
+
+def select_best_iterations(preset: Preset, exp_root: Path, iterations: int) -> dict:
+    """Each model's iteration with the lowest mean verified validation loss over the folds (the seed chose by
+    eye), written to <exp_root>/best_iterations.json for evaluation and fusion."""
+    choice = {}
+    for model, spec_dir in preset.models:
+        tags = {}
+        for tag in ["it0"] + [f"it{i}" for i in range(1, iterations + 1)]:
+            summary = fold_summary(exp_root, model, tag)
+            if summary is not None:
+                tags[tag] = summary
+        if tags:
+            best = min(tags, key=lambda t: tags[t]["valid_loss"])
+            choice[paths.model_name(model)] = {"model": model, "spec_dir": spec_dir, "tag": best,
+                                               **tags[best], "iterations": tags}
+    save_json(exp_root / "best_iterations.json", choice)
+    return choice
