@@ -186,8 +186,9 @@ def fuse(results: Sequence[Results], names: Sequence[str], weights: Sequence[flo
         if list(r.classes) != list(ref.classes):
             how = "in another order" if sorted(r.classes) == sorted(ref.classes) else "a different class list"
             raise ValueError(f"{name} and {ref_name} differ in classes ({how}); they cannot be averaged")
-        if not np.array_equal(r.fnames, ref.fnames):
-            how = ("the same clips in another order" if sorted(r.fnames.tolist()) == sorted(ref.fnames.tolist())
+        fnames, ref_fnames = np.asarray(r.fnames).tolist(), np.asarray(ref.fnames).tolist()
+        if fnames != ref_fnames:
+            how = ("the same clips in another order" if sorted(fnames) == sorted(ref_fnames)
                    else "different clips")
             raise ValueError(f"{name} and {ref_name} hold {how}; they cannot be averaged")
     weights = weights / weights.sum()

@@ -1,0 +1,100 @@
+"""Evaluate one trained fold model on a validation fold or a leaderboard part of the test set.
+
+    python eval.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1 --tag it0 --fold 1 --set valid
+    python eval.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1 --tag it3 --fold 1 --set test \\
+        --dump_results
+
+Sets: valid (the fold's verified held-out clips of train.csv), public, private, private_public (rows of
+test_post_competition.csv by usage; Ignored rows are skipped, as on Kaggle) and test (every clip of
+test_post_competition.csv, unscored: use it with --dump_results to prepare a submission). Test-set
+spectrograms are read from the training folder's twin (specs_train_v1 -> specs_test_v1).
+
+Labelled sets print the per-class table, the overall accuracy and MAP@3, and save a confusion matrix
+(cmatrix_<name>.png) and per-class precision/recall/F-score bars (pr_re_f_<name>.png), where <name> is
+<set>_<spec_dir>_<fold>_<tag>. --dump_results saves the posteriors as probs_<name>.npz for fusion.py."""
+
+import argparse
+from pathlib import Path
+
+from utils import paths
+from utils.cli import add_model_args, run_cli
+from utils.evaluation import (
+    SETS,
+    Results,
+    encode_labels,
+    predict_clips,
+    report_and_plot,
+    results_path,
+    run_name,
+    save_results,
+    select_clips,
+)
+from utils.metrics import top_k
+from utils.predict import load_trained_model, pick_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser, spec_dir_required=False)
+    which = parser.add_argument_group("which parameters (--fold and --tag, or --params)")
+    which.add_argument("--fold", type=int, default=None, help="fold 1..4 of params_<fold>_<tag>.pt")
+    which.add_argument("--tag", default="it0", help="tag of params_<fold>_<tag>.pt (default it0)")
+    which.add_argument("--params", default=None,
+                       help="a parameter file to evaluate instead of <exp_root>/<model>/params_<fold>_<tag>.pt")
+    parser.add_argument("--set", required=True, choices=SETS, help="clips to evaluate (see above)")
+    parser.add_argument("--test_spec_dir", default=None,
+                        help="test spectrogram folder inside the data root (default: --spec_dir with "
+                             "specs_train replaced by specs_test)")
+    parser.add_argument("--dump_results", action="store_true",
+                        help="save the posteriors as probs_<set>_<spec_dir>_<fold>_<tag>.npz")
+    parser.add_argument("--out_dir", default=None,
+                        help="where figures and result files go (default: the model's run dir)")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    exp_root, data_root = paths.exp_root(args.exp_root), paths.data_root(args.data_root)
+    if args.params:
+        params_file = Path(args.params)
+    elif args.fold is None:
+        raise ValueError("give --fold (with --tag) or --params")
+    else:
+        params_file = paths.params_path(exp_root, args.model, args.fold, args.tag)
+    if args.set == "test" and not args.dump_results:
+        raise ValueError("--set test has no labels to score; add --dump_results to save the predictions")
+
+    model, config = load_trained_model(args.model, params_file)
+    classes = config["classes"]
+    # a model only makes sense on the spectrogram version it was trained on
+    spec_dir = args.spec_dir or config["spec_dir"]
+    if spec_dir != config["spec_dir"]:
+        raise ValueError(f"{params_file} was trained on {config['spec_dir']}, not {spec_dir}")
+    fold = args.fold if args.fold is not None else config.get("fold")
+    if args.set == "valid" and fold != config.get("fold"):
+        raise ValueError(f"{params_file} was trained for fold {config.get('fold')}; validating it on fold {fold} "
+                         "would score clips it trained on")
+    clips = select_clips(data_root, args.set, spec_dir, fold, args.test_spec_dir)
+    if not clips.fnames:
+        raise ValueError(f"set '{args.set}' has no clips in {clips.source}")
+    y_true = None if clips.labels is None else encode_labels(clips, classes)  # fail before predicting
+
+    device = pick_device(args.device)
+    print(f"predicting {len(clips.fnames)} clips of set '{args.set}' from {clips.spec_dir} with {params_file} "
+          f"on {device}")
+    probs = predict_clips(model, clips, args.max_len, config["settings"]["valid_batch_size"], device)
+
+    out_dir = Path(args.out_dir) if args.out_dir else paths.run_dir(exp_root, args.model)
+    if args.dump_results:
+        path = results_path(out_dir, args.set, spec_dir, params_file)
+        save_results(path, Results(clips.fnames, classes, probs, args.set))
+        print(f"saved {path}")
+    if y_true is not None:
+        report, figures = report_and_plot(y_true, top_k(probs, 3), classes, out_dir,
+                                          run_name(args.set, spec_dir, params_file))
+        print(f"saved {', '.join(str(f) for f in figures)}")
+        print(f"\nResults of {params_file.name} on set '{args.set}'\n")
+        print(report)
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_args())

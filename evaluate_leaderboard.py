@@ -1,0 +1,44 @@
+"""Score a submission against the released test labels (test_post_competition.csv), as Kaggle did.
+
+    python evaluate_leaderboard.py --submission_file submission.csv --set private
+
+Sets: public, private or private_public; Ignored rows are never scored. Prints the per-class table, the
+overall accuracy and, last, MAP@3; saves cmatrix_leaderboard_<set>_<submission>.png and
+pr_re_f_leaderboard_<set>_<submission>.png. A malformed submission (wrong header, missing or duplicated
+clips, unknown labels, not exactly 3 labels a row) is an error, never a score."""
+
+import argparse
+from pathlib import Path
+
+from utils import paths
+from utils.cli import run_cli
+from utils.evaluation import read_submission, report_and_plot, score_submission
+from utils.labels import FSDKAGGLE2018_CLASSES
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--submission_file", required=True, help="CSV written by prepare_submission.py")
+    parser.add_argument("--set", required=True, choices=["public", "private", "private_public"],
+                        help="leaderboard part to score")
+    parser.add_argument("--data_root", default=None,
+                        help=f"dataset folder holding test_post_competition.csv; default ${paths.DATA_ROOT_ENV} "
+                             "or data/")
+    parser.add_argument("--out_dir", default=None, help="where the figures go (default: the submission's folder)")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    submission = Path(args.submission_file)
+    sub = read_submission(submission)
+    y_true, ranked = score_submission(sub, paths.data_root(args.data_root), args.set)
+    out_dir = Path(args.out_dir) if args.out_dir else submission.parent
+    report, figures = report_and_plot(y_true, ranked, list(FSDKAGGLE2018_CLASSES), out_dir,
+                                      f"leaderboard_{args.set}_{submission.stem}")
+    print(f"saved {', '.join(str(f) for f in figures)}")
+    print(f"\n{submission.name} on the {args.set} leaderboard ({len(y_true)} clips)\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_args())

@@ -1,0 +1,66 @@
+"""Average the posteriors of several result files (eval.py --dump_results) into one result file.
+
+    python fusion.py test 'experiments/vgg_gap_spec1_1/probs_test_specs_train_v1_[1234]_it3.npz' \\
+        'experiments/vgg_gap_spec2/probs_test_specs_train_v2_*_it10.npz' --out fused.npz
+
+Glob patterns are expanded here too, so quoted patterns work. All files must hold the given set and list
+the same clips and classes in the same order; otherwise nothing is written. With --weights, give one
+weight per RESULTS argument: every file that argument matches gets it (so a model's folds share its
+weight); the weights are normalised to sum to 1 over all files."""
+
+import argparse
+import glob
+from pathlib import Path
+
+from utils.cli import run_cli
+from utils.evaluation import SETS, fuse, load_results, save_results
+
+GLOB_CHARS = set("*?[")
+
+
+def expand(patterns: list[str]) -> list[list[str]]:
+    """The files of each argument: a glob's matches (sorted), or the path itself."""
+    groups = []
+    for pattern in patterns:
+        if GLOB_CHARS & set(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"no file matches {pattern}")
+            groups.append(matches)
+        else:
+            groups.append([pattern])
+    return groups
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("set", choices=SETS, help="the set the result files hold (test for a submission)")
+    parser.add_argument("results", nargs="+", metavar="RESULTS", help="result files (.npz) or glob patterns")
+    parser.add_argument("--out", required=True, help="fused result file to write (.npz)")
+    parser.add_argument("--weights", type=float, nargs="+", default=None,
+                        help="one weight per RESULTS argument (default: every file weighs the same)")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    groups = expand(args.results)
+    if args.weights is not None and len(args.weights) != len(groups):
+        raise ValueError(f"--weights needs one weight per RESULTS argument ({len(groups)}), got {len(args.weights)}")
+    files = [f for g in groups for f in g]
+    weights = [w for g, w in zip(groups, args.weights or [1.0] * len(groups), strict=True) for _ in g]
+    if len(set(map(str, map(Path.resolve, map(Path, files))))) != len(files):
+        raise ValueError("a result file is given twice (check overlapping patterns)")
+    results = [load_results(f) for f in files]
+    for f, r in zip(files, results, strict=True):
+        if r.set_name != args.set:
+            raise ValueError(f"{f} holds set '{r.set_name}', not '{args.set}'")
+    fused = fuse(results, files, weights)
+    total = sum(weights)
+    for f, w in zip(files, weights, strict=True):
+        print(f"{w / total:.4f}  {f}")
+    save_results(args.out, fused)
+    print(f"fused {len(files)} files ({len(fused.fnames)} clips, {len(fused.classes)} classes) into {args.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_args())
