@@ -133,8 +133,9 @@ def load_results(path: str | Path) -> Results:
         raise FileNotFoundError(f"result file {path} not found")
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:  # ValueError: a pickle, refused on purpose
-        raise ValueError(f"{path}: unreadable result file ({e})") from None
+    except (OSError, ValueError, zipfile.BadZipFile):  # ValueError: neither .npz nor .npy, or a pickle
+        raise ValueError(f"{path}: not a result file (an .npz written by eval.py --dump_results or fusion.py)"
+                         ) from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: a single array, not a result file (.npz)")
     with z:

@@ -99,6 +99,6 @@ def plot_class_scores(classes: Sequence[str], precision: np.ndarray, recall: np.
     ax.invert_yaxis()  # first class on top, as in the table
     ax.set_xlim(0, 1.05)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)  # off the bars
     fig.tight_layout()
     return fig

@@ -1,0 +1,96 @@
+"""Tag live audio: the microphone (or a file played as a stream), a class posterior every k spectrogram frames.
+
+    python audio_tagger.py --model models/vgg_gap_spec2_no_pp.py --params params_1_it0.pt --predict_every_k 10
+    python audio_tagger.py --model models/vgg_gap_spec2_no_pp.py --params params_1_it0.pt --input clip.wav \\
+        --headless --save_view view.png
+
+Features are those of prepare_spectrograms.py --spec_version 2 --no_preprocessing (frame 1024, hop 128, 32 kHz),
+computed frame by frame. When the model is slower than the audio, the tagger predicts on the newest window and
+counts the skipped predictions instead of queueing them, so it never falls behind. Ctrl-C ends with a summary.
+A file given with --input is rescaled to full scale like offline v2; a microphone keeps its recorded level.
+"""
+
+import argparse
+import sys
+
+from utils.cli import run_cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="model file, e.g. models/vgg_gap_spec2_no_pp.py")
+    model.add_argument("--params", help="trained parameters (params_<fold>_<tag>.pt); the class list comes from it")
+    model.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                       help="torch (BatchNorm folded, traced and frozen) or onnx (ONNX Runtime; the model is "
+                            "exported to a temporary file at start)")
+    model.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: torch's)")
+    audio = parser.add_argument_group("audio")
+    audio.add_argument("--input", default=None, help="play this audio file as the stream instead of the microphone")
+    audio.add_argument("--speed", type=float, default=1.0,
+                       help="with --input: 1 = real time, 2 = twice as fast, 0 = as fast as possible")
+    audio.add_argument("--raw_level", action="store_true",
+                       help="with --input: keep the file's level instead of rescaling it to full scale as "
+                            "offline v2 does (what a microphone would hear)")
+    audio.add_argument("--device", default=None, help="input device, index or name (see --list_devices)")
+    audio.add_argument("--list_devices", action="store_true", help="list the sound devices and exit")
+    audio.add_argument("--max_seconds", type=float, default=None, help="stop after this much audio")
+    pred = parser.add_argument_group("prediction")
+    pred.add_argument("--window", type=int, default=256, help="frames the model sees (default 256 = 1.02 s)")
+    pred.add_argument("--predict_every_k", type=int, default=10, help="a prediction every k frames (default 10)")
+    view = parser.add_argument_group("view")
+    view.add_argument("--headless", action="store_true", help="a terminal line instead of the matplotlib window")
+    view.add_argument("--top", type=int, default=5, help="classes shown as bars (the terminal line shows 3)")
+    view.add_argument("--save_view", default=None, metavar="FILE.png", help="write the last view on exit")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    from utils import live_tagger as lt
+
+    if args.list_devices:
+        print(lt.list_devices())
+        return 0
+    if not args.model or not args.params:
+        raise ValueError("--model and --params are required (or --list_devices)")
+    # the source first: a missing microphone is reported before the model is loaded
+    if args.input is not None:
+        source = lt.FileSource(args.input, speed=args.speed, normalize=not args.raw_level)
+    else:
+        source = lt.MicSource(lt.parse_device(args.device))
+    predict, classes = lt.load_predictor(args.model, args.params, args.backend, args.window, args.threads)
+    tagger = lt.LiveTagger(predict, window=args.window, predict_every_k=args.predict_every_k)
+
+    from utils.plots import has_display
+
+    live_plot = not args.headless and has_display()
+    if not args.headless and not live_plot:
+        print("no display: showing the terminal line instead (use --headless to say so)", file=sys.stderr)
+    view = lt.PlotView(classes, top=args.top) if live_plot else lt.TerminalView(classes, top=3)
+    what = args.input or f"input device {source.info.get('name')!r} at {source.rate} Hz"
+    print(f"tagging {what} with {len(classes)} classes: window {args.window} frames, a prediction every "
+          f"{args.predict_every_k} frames ({lt.FRAMES_PER_SECOND / args.predict_every_k:.1f}/s); Ctrl-C ends",
+          file=sys.stderr)
+    try:
+        stats = lt.run_stream(tagger, source, view, max_seconds=args.max_seconds)
+    finally:
+        if args.save_view:
+            if live_plot:
+                from utils.plots import save_figure
+
+                lt.draw_view(view.fig, tagger, classes, args.top)
+                save_figure(view.fig, args.save_view)
+            else:
+                lt.save_view(tagger, classes, args.save_view, top=args.top)
+        view.close()
+    print(stats.summary(), file=sys.stderr)
+    if args.save_view:
+        print(f"last view: {args.save_view}", file=sys.stderr)
+    if tagger.last is not None:
+        tops = ", ".join(f"{c} {p:.3f}" for c, p in lt.top_classes(tagger.last.probs, classes, args.top))
+        print(f"last prediction: {tops}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, parse_args())

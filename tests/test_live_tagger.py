@@ -1,0 +1,223 @@
+"""The live tagger: streamed features equal offline ones, a streamed clip gets the offline posteriors, the
+headless view, the no-device error, and skipped predictions when the model is slower than the audio."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+import audio_tagger
+import prepare_spectrograms
+from utils import live_tagger as lt
+from utils.demo_dataset import build_demo_dataset
+from utils.model_files import load_model_file
+from utils.spectrogram import spectrogram_v2
+
+MODEL = "models/vgg_gap_demo_no_pp.py"
+CLASSES = ["Bass_drum", "Cello", "Flute"]
+WINDOW = 256
+
+
+# ---- features ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("block", [1, 127, 128, 1000, 4096])
+def test_streamed_features_equal_offline(block):
+    rng = np.random.default_rng(block)
+    x = (0.2 * rng.standard_normal(32000 + 333)).astype(np.float32)
+    x = x[:20_000] if block == 1 else x  # one sample at a time is slow
+    streamed = lt.stream_spectrogram(x, block)
+    offline = spectrogram_v2(x, norm=False)
+    assert streamed.shape == offline.shape
+    np.testing.assert_allclose(streamed, offline, rtol=0, atol=1e-5)
+
+
+def test_short_stream_matches_offline_padding():
+    x = np.full(300, 0.5, dtype=np.float32)  # shorter than one frame: offline pads to 3 frames
+    np.testing.assert_allclose(lt.stream_spectrogram(x, 100), spectrogram_v2(x, norm=False), atol=1e-5)
+
+
+# ---- a demo-trained model ---------------------------------------------------------------------------------------
+
+def _train(model: torch.nn.Module, specs: list[np.ndarray], labels: list[int], steps: int = 120) -> None:
+    """A few Adam steps on random 256-frame excerpts with the true labels (this tests the tagger, not training)."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        idx = rng.integers(0, len(specs), 16)
+        batch = []
+        for i in idx:
+            s = specs[i]
+            s = np.tile(s, (1, -(-WINDOW // s.shape[1]))) if s.shape[1] < WINDOW else s
+            start = rng.integers(0, s.shape[1] - WINDOW + 1)
+            batch.append(s[:, start:start + WINDOW])
+        x = torch.from_numpy(np.stack(batch))[:, None]
+        loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(np.array(labels)[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("live_demo")
+    build_demo_dataset(root, clips_per_class=10, test_clips_per_class=3, seed=3, classes=CLASSES)
+    for split in ("train", "test"):
+        code = prepare_spectrograms.main(prepare_spectrograms.parse_args(
+            ["--audio_path", str(root / f"audio_{split}"), "--spec_path", str(root / f"specs_{split}_v2_no_pp"),
+             "--spec_version", "2", "--no_preprocessing", "--dump", "--jobs", "1", "--no_progress"]))
+        assert code == 0
+    train = pd.read_csv(root / "train.csv")
+    specs = [np.load(root / "specs_train_v2_no_pp" / f.replace(".wav", ".npy")) for f in train.fname]
+    model = load_model_file(MODEL).build_model(len(CLASSES))
+    _train(model, specs, [CLASSES.index(c) for c in train.true_label])
+    params = root / "params.pt"
+    torch.save({"state_dict": model.state_dict(), "config": {"classes": CLASSES, "model": MODEL}}, params)
+    return {"root": root, "model": model, "params": params}
+
+
+def _offline_window_probs(model: torch.nn.Module, spec: np.ndarray, end: int) -> np.ndarray:
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(spec[:, end - WINDOW:end]))[None, None]
+        return torch.softmax(model(x).double(), 1)[0].numpy()
+
+
+def _pick_clip(demo: dict) -> tuple[Path, str, np.ndarray]:
+    """A test clip long enough for several windows whose offline windows the model tags right (mostly)."""
+    root, model = demo["root"], demo["model"]
+    test = pd.read_csv(root / "test_post_competition.csv")
+    for fname, label in zip(test.fname, test.label, strict=True):
+        spec = np.load(root / "specs_test_v2_no_pp" / fname.replace(".wav", ".npy"))
+        if spec.shape[1] < WINDOW + 50:
+            continue
+        ends = range(WINDOW, spec.shape[1] + 1, 10)
+        top = [CLASSES[int(np.argmax(_offline_window_probs(model, spec, e)))] for e in ends]
+        if np.mean([t == label for t in top]) >= 0.8:
+            return root / "audio_test" / fname, label, spec
+    pytest.fail("the demo model tags no test clip right offline: training too short?")
+
+
+def test_streamed_file_reproduces_offline_prediction(demo):
+    audio, label, offline_spec = _pick_clip(demo)
+    predict, classes = lt.load_predictor(MODEL, demo["params"], "torch", WINDOW)
+    assert classes == CLASSES
+    tagger = lt.LiveTagger(predict, window=WINDOW, predict_every_k=10)
+    source = lt.FileSource(audio, speed=0)
+    preds = []
+    stats = lt.run_stream(tagger, source, lambda t, p: p is not None and preds.append(p))
+    assert stats.skipped == 0 and len(preds) == stats.predictions > 0
+    # the streamed features are the prepare_spectrograms ones, and each posterior is the offline window's
+    assert tagger.n_frames == offline_spec.shape[1]
+    np.testing.assert_allclose(tagger.current_window(), offline_spec[:, -WINDOW:], atol=1e-5)
+    for p in preds:
+        np.testing.assert_allclose(p.probs, _offline_window_probs(demo["model"], offline_spec, p.end_frame),
+                                   atol=1e-4)
+    streamed_top = [classes[int(np.argmax(p.probs))] for p in preds]
+    assert max(set(streamed_top), key=streamed_top.count) == label
+    assert classes[int(np.argmax(np.mean([p.probs for p in preds], axis=0)))] == label
+
+
+def test_onnx_backend_matches_torch(demo):
+    pytest.importorskip("onnxruntime")
+    audio, _, offline_spec = _pick_clip(demo)
+    x = np.ascontiguousarray(offline_spec[:, :WINDOW])
+    torch_pred, _ = lt.load_predictor(MODEL, demo["params"], "torch", WINDOW)
+    onnx_pred, _ = lt.load_predictor(MODEL, demo["params"], "onnx", WINDOW)
+    np.testing.assert_allclose(onnx_pred(x), torch_pred(x), atol=1e-4)
+
+
+def test_headless_view_saves_spectrogram_and_bars(demo, tmp_path, capsys):
+    import matplotlib.image
+
+    audio, label, _ = _pick_clip(demo)
+    png = tmp_path / "view.png"
+    args = audio_tagger.parse_args(["--model", MODEL, "--params", str(demo["params"]), "--input", str(audio),
+                                    "--speed", "0", "--headless", "--top", "3", "--save_view", str(png)])
+    assert audio_tagger.main(args) == 0
+    out = capsys.readouterr()
+    assert f"last prediction: {label}" in out.out
+    assert "predictions in" in out.err and "skipped" in out.err
+    img = matplotlib.image.imread(png)[..., :3]
+    assert img.shape[0] > 300 and img.shape[1] > 300
+    assert img.std() > 0.1  # not a blank canvas
+    # bars in matplotlib's default blue (tab:blue) and the spectrogram in magma's dark purples
+    blue = np.all(np.abs(img - np.array([31, 119, 180]) / 255) < 0.03, axis=-1).sum()
+    dark = (img.sum(-1) < 0.6).sum()
+    assert blue > 500 and dark > 5000
+
+
+# ---- devices ----------------------------------------------------------------------------------------------------
+
+def test_no_device_is_one_line_error(monkeypatch):
+    import sounddevice as sd
+
+    def no_device(device=None, kind=None):
+        raise sd.PortAudioError("Error querying device -1")
+
+    monkeypatch.setattr(sd, "query_devices", no_device)
+    with pytest.raises(lt.NoInputDevice, match="--list_devices.*--input"):
+        lt.MicSource(None)
+
+
+def test_device_without_usable_rate(monkeypatch):
+    import sounddevice as sd
+
+    monkeypatch.setattr(sd, "query_devices", lambda device=None, kind=None: {
+        "name": "old headset", "index": 3, "max_input_channels": 1, "default_samplerate": 16000.0})
+
+    def refuse(*a, **kw):
+        raise sd.PortAudioError("Invalid sample rate")
+
+    monkeypatch.setattr(sd, "check_input_settings", refuse)
+    with pytest.raises(lt.NoInputDevice, match="cannot record at 32000 Hz.*--list_devices.*--input"):
+        lt.MicSource("3")
+
+
+def test_cli_without_sound_card_prints_one_line(tmp_path):
+    import sounddevice as sd
+
+    try:
+        sd.query_devices(kind="input")
+        pytest.skip("this machine has an input device")
+    except sd.PortAudioError:
+        pass
+    run = subprocess.run([sys.executable, "audio_tagger.py", "--model", MODEL, "--params", str(tmp_path / "p.pt"),
+                          "--headless"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--input" in lines[0]
+    assert "Traceback" not in run.stderr
+
+
+# ---- scheduling -------------------------------------------------------------------------------------------------
+
+def test_slow_model_skips_instead_of_falling_behind(tmp_path):
+    seconds = 2.0
+    t = np.arange(int(seconds * lt.SAMPLE_RATE)) / lt.SAMPLE_RATE
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), lt.SAMPLE_RATE)
+
+    def slow(window: np.ndarray) -> np.ndarray:
+        time.sleep(0.1)  # 2.5x slower than one prediction per 10 frames (40 ms) allows
+        return np.full(3, 1 / 3)
+
+    tagger = lt.LiveTagger(slow, window=WINDOW, predict_every_k=10)
+    start = time.perf_counter()
+    stats = lt.run_stream(tagger, lt.FileSource(wav, speed=1.0))
+    wall = time.perf_counter() - start
+    due = tagger.n_frames // 10 - (WINDOW - 1) // 10
+    assert stats.skipped > 0
+    assert stats.predictions + stats.skipped == due
+    # no queue: it ends with the audio, and each prediction is of recent audio
+    assert wall < seconds + 0.5
+    assert max(stats.latencies) < 0.3
+    assert "skipped" in stats.summary()
