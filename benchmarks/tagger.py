@@ -25,7 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--predict_every_k", type=int, default=10)
     parser.add_argument("--stream_seconds", type=float, default=8.0,
                         help="seconds of real-time streaming per model for the end-to-end check (0: skip)")
-    parser.add_argument("--models", nargs="+", default=["models/vgg_gap_spec2_no_pp.py", "models/vgg_gap_demo_no_pp.py"])
+    parser.add_argument("--models", nargs="+",
+                        default=["models/vgg_gap_spec2_no_pp.py", "models/vgg_gap_demo_no_pp.py"])
     parser.add_argument("--params", default=None, help="trained params for the first model (default: random)")
     return parser.parse_args(argv)
 
@@ -152,8 +153,9 @@ def main(args: argparse.Namespace) -> int:
               f"k={args.predict_every_k} needs {1000 * args.predict_every_k / FRAMES_PER_SECOND:.0f} ms per "
               f"prediction")
         if args.stream_seconds > 0:
-            print(f"  real-time stream, k={args.predict_every_k}, {best_name}: "
-                  f"{stream_check(preds[best_name], n_classes, args.stream_seconds, args.window, args.predict_every_k)}")
+            summary = stream_check(preds[best_name], n_classes, args.stream_seconds, args.window,
+                                   args.predict_every_k)
+            print(f"  real-time stream, k={args.predict_every_k}, {best_name}: {summary}")
     return 0
 
 

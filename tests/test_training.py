@@ -1,0 +1,137 @@
+"""train.py on real demo audio: it learns, resumes exactly, refuses bad input; DDP and run_experiment.sh."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from utils import paths
+from utils.training import EpochBatches, lr_at
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = "models/vgg_gap_demo.py"
+
+
+def train_args(demo_root, exp_root, *extra):
+    return ["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp_root),
+            "--spec_dir", "specs_train_v1", "--max_len", "800", *extra]
+
+
+def test_lr_schedule():
+    assert [lr_at(e, 1.0, 10, 5) for e in range(10)] == [1, 1, 1, 1, 1, 1.0, 0.8, 0.6, 0.4, 0.2]
+
+
+def test_epoch_batches_split_across_ranks():
+    full = [list(idx) for idx, _ in EpochBatches(1, 0, 100, 10, 1, 0)]
+    r0 = [list(idx) for idx, _ in EpochBatches(1, 0, 100, 10, 2, 0)]
+    r1 = [list(idx) for idx, _ in EpochBatches(1, 0, 100, 10, 2, 1)]
+    assert r0 == full[0::2] and r1 == full[1::2]
+    assert sorted(sum(full, [])) == list(range(100))
+
+
+def test_training_learns(demo_root, tmp_path):
+    train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "1", "--epochs", "12")))
+    log = json.loads(paths.log_path(tmp_path, DEMO, 1, "it0").read_text())
+    assert log["finished"] and len(log["history"]) == 12
+    best = min(log["history"], key=lambda r: r["valid_loss"])
+    assert best["valid_acc"] >= 0.6, log["history"]  # 5 classes: chance is 0.2
+    params = torch.load(paths.params_path(tmp_path, DEMO, 1, "it0"), weights_only=True)
+    assert params["config"]["classes"] == sorted(params["config"]["classes"]) and len(params["config"]["classes"]) == 5
+    assert params["config"]["epoch"] == best["epoch"]
+
+
+def run_train(args, **kwargs):
+    return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_resume_after_kill_equals_uninterrupted(demo_root, tmp_path):
+    common = ["--fold", "2", "--epochs", "4", "--seed", "5"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    train.main(train.parse_args(train_args(demo_root, whole, *common)))
+
+    ckpt = paths.checkpoint_path(broken, DEMO, 2, "it0")
+    proc = run_train(train_args(demo_root, broken, *common))
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= killed_at < 4, "the run must be killed before it finished"
+
+    train.main(train.parse_args(train_args(demo_root, broken, *common)))
+    a = torch.load(paths.checkpoint_path(whole, DEMO, 2, "it0"), weights_only=True)
+    b = torch.load(ckpt, weights_only=True)
+    assert b["epoch"] == 4
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
+    assert [r["valid_loss"] for r in a["history"]] == pytest.approx([r["valid_loss"] for r in b["history"]], rel=1e-4)
+
+
+def test_fine_tune_from_ini_params(demo_root, tmp_path):
+    train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "3", "--epochs", "2")))
+    train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "3", "--epochs", "2", "--fine_tune",
+                                           "--ini_params", "params_%d_it0", "--tag", "it1")))
+    log = json.loads(paths.log_path(tmp_path, DEMO, 3, "it1").read_text())
+    assert log["config"]["train_on"] == "verified" and log["config"]["mixup_alpha"] == 0.0
+    pre = json.loads(paths.log_path(tmp_path, DEMO, 3, "it0").read_text())
+    assert log["config"]["n_valid"] == pre["config"]["n_valid"]
+    assert log["config"]["n_train"] < pre["config"]["n_train"]  # verified clips only
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--fold", "5"], "--fold must be in 1..4"),
+    (["--fold", "1", "--spec_dir", "no_such_specs"], "spectrogram folder"),
+    (["--fold", "1", "--model", "tests/conftest.py"], "build_model"),
+    (["--fold", "1", "--ini_params", "nothing_%d"], "not found"),
+    (["--fold", "1", "--train_file", "missing.csv"], "train file missing.csv"),
+])
+def test_bad_input_one_line_error(demo_root, tmp_path, extra, message):
+    proc = subprocess.run([sys.executable, "train.py", *train_args(demo_root, tmp_path), *extra], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_ini_params_of_another_architecture(demo_root, tmp_path):
+    other = tmp_path / "vgg_gap_demo.py"  # same name, other width: the params cannot fit
+    other.write_text((REPO / DEMO).read_text().replace("nf=8", "nf=4"))
+    train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "1", "--epochs", "1", "--model",
+                                           str(other))))
+    with pytest.raises(ValueError, match="another architecture"):
+        train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "1", "--epochs", "1", "--tag", "x",
+                                               "--ini_params", str(paths.params_path(tmp_path, other, 1, "it0")))))
+
+
+def test_ddp_two_cpu_processes(demo_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                           "train.py", *train_args(demo_root, tmp_path, "--fold", "4", "--epochs", "2")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = json.loads(paths.log_path(tmp_path, DEMO, 4, "it0").read_text())
+    assert log["finished"] and log["config"]["world_size"] == 2
+
+
+def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
+    cmd = f"{sys.executable} train.py " + " ".join(train_args(demo_root, tmp_path, "--epochs", "1"))
+    env = {**os.environ, "FSDTAG_EXP_ROOT": str(tmp_path), "FSDTAG_FOLDS": "1 2"}
+    proc = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for k in (1, 2):
+        assert (tmp_path / "logs" / f"tiny_fold{k}.log").is_file()
+        assert json.loads(paths.log_path(tmp_path, DEMO, k, "it0").read_text())["finished"]
+    env["FSDTAG_FOLDS"] = "1 7"
+    proc = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 1 and "fold(s) 7 failed" in proc.stderr
