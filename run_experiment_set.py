@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=None, help="self-verification iterations (preset's)")
     parser.add_argument("--num_gpus", type=int, default=None, help="GPUs for the folds (default: all visible)")
     parser.add_argument("--seed", type=int, default=1, help="passed to every training and verification step")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override every training step's epochs (quick trials; default: the model files')")
     parser.add_argument("--baseline", action="store_true",
                         help="fine-tune on all labels of train.csv instead of self-verified ones (the control)")
     parser.add_argument("--dry_run", action="store_true", help="print the steps without running them")
@@ -41,7 +43,7 @@ def main(args: argparse.Namespace) -> None:
     # absolute, since the steps run from the repository root whatever the caller's folder
     exp_root = paths.exp_root(args.exp_root).resolve()
     steps = build_schedule(preset, args.experiment_set, paths.data_root(args.data_root).resolve(), exp_root,
-                           iterations, seed=args.seed, baseline=args.baseline)
+                           iterations, seed=args.seed, baseline=args.baseline, epochs=args.epochs)
     num_gpus = torch.cuda.device_count() if args.num_gpus is None else args.num_gpus
     run_local(steps, num_gpus, exp_root, dry_run=args.dry_run)
     if not args.dry_run and not args.baseline:

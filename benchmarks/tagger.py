@@ -45,6 +45,7 @@ def time_calls(fn, x, repeats: int) -> float:
 
 def variants(model, window: int, threads: int) -> dict:
     """name -> predict(window (128, T) float32) -> posteriors, the baseline first."""
+    import copy
     import tempfile
 
     import torch
@@ -55,7 +56,8 @@ def variants(model, window: int, threads: int) -> dict:
         with torch.no_grad():
             return torch.softmax(model(torch.from_numpy(x)[None, None]).double(), 1)[0].numpy()
 
-    cl_model = model.to(memory_format=torch.channels_last)
+    # a copy: .to(channels_last) converts in place, and the baseline must keep the default layout
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
 
     def channels_last(x):
         with torch.inference_mode():

@@ -19,6 +19,7 @@ play near full scale for predictions comparable to the training data.
 import queue
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +313,10 @@ class TorchPredictor:
         self.optimized = optimize and hasattr(model, "features")
         if self.optimized:
             model = fold_batchnorm(model)
-            with torch.inference_mode():
+            # trace/freeze are deprecated in favour of torch.compile, which takes minutes on 2 cores; they still
+            # give the oneDNN fusions, so their warnings are kept off the user's terminal
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
                 example = torch.zeros(1, 1, N_BINS, window)
                 model = torch.jit.freeze(torch.jit.trace(model, example))
                 for _ in range(2):  # the first calls of a frozen graph optimise it further
@@ -356,9 +360,11 @@ def export_onnx_model(model, out: str | Path, window: int = 256) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     model = fold_batchnorm(model)
     tmp = out.with_name(out.name + ".tmp")
-    torch.onnx.export(model, (torch.zeros(1, 1, N_BINS, window),), str(tmp), input_names=["spectrogram"],
-                      output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"spectrogram": {0: "batch", 3: "frames"}, "logits": {0: "batch"}})
+    with warnings.catch_warnings():  # the legacy (TorchScript) exporter's deprecation notes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 1, N_BINS, window),), str(tmp), input_names=["spectrogram"],
+                          output_names=["logits"], opset_version=17, dynamo=False,
+                          dynamic_axes={"spectrogram": {0: "batch", 3: "frames"}, "logits": {0: "batch"}})
     tmp.replace(out)  # a half-written model file is never left under the real name
     return out
 

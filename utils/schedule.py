@@ -73,18 +73,19 @@ def train_logs(exp_root: Path, model: str, tag: str) -> list[Path]:
 
 
 def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_root: Path, iterations: int | None = None,
-                   seed: int = 1, baseline: bool = False) -> list[Step]:
+                   seed: int = 1, baseline: bool = False, epochs: int | None = None) -> list[Step]:
     """The steps of 'pretrain', 'finetune' or 'all'. With baseline, fine-tuning iterations train on all labels
     of train.csv (no self-verification) with the same epochs: the control the evidence compares against."""
     iterations = preset.iterations if iterations is None else iterations
     py = sys.executable
     roots = ["--data_root", str(data_root), "--exp_root", str(exp_root), "--max_len", str(preset.max_len)]
+    epochs_args = [] if epochs is None else ["--epochs", str(epochs)]
     steps: list[Step] = []
     if experiment_set in ("pretrain", "all"):
         for model, spec_dir in preset.models:
             steps.append(Step(f"pretrain_{paths.model_name(model)}", "pretrain", True,
                               [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
-                               "--seed", str(seed)],
+                               "--seed", str(seed), *epochs_args],
                               train_logs(exp_root, model, "it0"), model, "it0"))
     if experiment_set in ("finetune", "all"):
         prefix = "base" if baseline else "it"
@@ -108,7 +109,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                     f"finetune_{name}_{new}", "finetune", True,
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
                      "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
-                     "--seed", str(seed)] + (["--train_on", "all"] if baseline else []),
+                     "--seed", str(seed), *epochs_args] + (["--train_on", "all"] if baseline else []),
                     train_logs(exp_root, model, new), model, new))
     return steps
 

@@ -1,0 +1,161 @@
+"""Self-verification's acceptance rules, its fold discipline, and the schedule that iterates it."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import self_verify
+import train
+from run_experiment_set import main as run_set
+from run_experiment_set import parse_args as set_args
+from utils import paths
+from utils.dataset_csv import read_train_csv
+from utils.folds import load_folds
+from utils.schedule import PRESETS, build_schedule
+from utils.self_verification import accept
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = "models/vgg_gap_demo.py"
+
+
+def test_accept_all_three_conditions():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.97, 0.03], [0.96, 0.04], [0.6, 0.4], [0.01, 0.99]])
+    assert list(accept(labels, probs, 0.95, 40)) == [True, True, False, True]
+    # (1) alone: the prediction disagrees with the given label, however confident
+    assert not accept(np.array([1]), np.array([[0.99, 0.01]]), 0.0, 40)[0]
+    # (2) alone: right class but below the threshold
+    assert not accept(np.array([0]), np.array([[0.9, 0.1]]), 0.95, 40)[0]
+    # (3) alone: the class cap is full; the highest posteriors are taken first
+    assert list(accept(labels, probs, 0.95, 1)) == [True, False, False, True]
+    # threshold 0 reproduces the seed code: agreement and cap only
+    assert list(accept(labels, probs, 0.0, 40)) == [True, True, False, True]
+    assert list(accept(np.array([0]), np.array([[0.5, 0.5 - 1e-6]]), 0.0, 40)) == [True]
+
+
+@pytest.fixture(scope="module")
+def it0(demo_root, tmp_path_factory):
+    """A tiny pretrained it0 for all four folds."""
+    exp = tmp_path_factory.mktemp("exp")
+    for fold in range(1, 5):
+        train.main(train.parse_args(["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp),
+                                     "--spec_dir", "specs_train_v1", "--max_len", "800", "--fold", str(fold),
+                                     "--epochs", "6"]))
+    return exp
+
+
+def run_self_verify(demo_root, exp, *extra):
+    return self_verify.main(self_verify.parse_args([
+        "--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp), "--spec_dir", "specs_train_v1",
+        "--max_len", "800", "--tag", "it0", "--train_file", "train_self_verified_it0.csv", *extra]))
+
+
+def test_only_held_out_unverified_clips_are_scored(demo_root, it0):
+    run_self_verify(demo_root, it0, "--stochastic", "--n_excerpts", "5", "--top_probs_thresh", "0.5")
+    out = paths.run_dir(it0, DEMO) / "train_self_verified_it0.csv"
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    train_df = read_train_csv(demo_root / "train.csv")
+    folds = load_folds(demo_root)
+    assert summary["totals"]["candidates"] == int((train_df["manually_verified"] == 0).sum())
+    per_fold = pd.read_csv(out).merge(folds, on="fname")
+    assert len(per_fold) == len(train_df)
+    # the written file keeps train.csv's columns and rows; accepted clips were unverified before
+    written = read_train_csv(out)
+    assert list(written.columns) == list(train_df.columns)
+    newly = written["manually_verified"].to_numpy() > train_df["manually_verified"].to_numpy()
+    assert newly.sum() == summary["totals"]["accepted"]
+    assert (written["label"] == train_df["label"]).all()
+    assert "acceptance_precision" in summary["totals"]
+
+
+def test_clip_never_scored_by_a_model_that_trained_on_it(demo_root, it0, monkeypatch):
+    from utils import self_verification
+
+    scored = {}
+    real = self_verification.predict_logits
+
+    def spy(model, specs, *args, **kwargs):
+        scored.setdefault(len(scored) + 1, len(specs))
+        return real(model, specs, *args, **kwargs)
+
+    seen = []
+    real_split = self_verification.split_fold
+
+    def split_spy(train_df, folds, fold, **kwargs):
+        parts = real_split(train_df, folds, fold, **kwargs)
+        assert not set(parts[2]["fname"]) & set(parts[0]["fname"])
+        assert set(folds["fold"][folds["fname"].isin(parts[2]["fname"])]) == {fold}
+        seen.append(fold)
+        return parts
+
+    monkeypatch.setattr(self_verification, "predict_logits", spy)
+    monkeypatch.setattr(self_verification, "split_fold", split_spy)
+    run_self_verify(demo_root, it0)
+    assert seen == [1, 2, 3, 4] and len(scored) == 4
+
+
+def test_self_verified_file_round_trips_through_train(demo_root, it0):
+    run_self_verify(demo_root, it0, "--top_probs_thresh", "0")
+    train.main(train.parse_args(["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(it0),
+                                 "--spec_dir", "specs_train_v1", "--max_len", "800", "--fold", "1", "--epochs", "1",
+                                 "--fine_tune", "--ini_params", "params_%d_it0", "--tag", "it1",
+                                 "--train_file", "train_self_verified_it0.csv"]))
+    log = json.loads(paths.log_path(it0, DEMO, 1, "it1").read_text())
+    pre = json.loads(paths.log_path(it0, DEMO, 1, "it0").read_text())
+    assert log["finished"] and log["config"]["n_valid"] == pre["config"]["n_valid"]
+
+
+def test_full_schedule_has_63_steps(tmp_path):
+    steps = build_schedule(PRESETS["full"], "all", tmp_path, tmp_path)
+    assert len(steps) == 63
+    assert [s.name for s in steps[:4]] == ["pretrain_vgg_gap_spec2", "pretrain_vgg_gap_spec1_1",
+                                           "pretrain_vgg_gap_spec1_2", "self_verify_vgg_gap_spec2_it0"]
+    assert steps[-1].name == "finetune_vgg_gap_spec1_2_it10"
+    assert len(build_schedule(PRESETS["full"], "pretrain", tmp_path, tmp_path)) == 3
+    assert len(build_schedule(PRESETS["full"], "finetune", tmp_path, tmp_path)) == 60
+
+
+def test_dry_run_prints_every_step(tmp_path, capsys):
+    run_set(set_args(["--experiment_set", "all", "--dry_run", "--exp_root", str(tmp_path)]))
+    out = capsys.readouterr().out
+    assert out.count("Running experiment (") == 63 and "Running experiment (63 / 63)" in out
+    assert out.count("run_experiment.sh") == 33  # 3 pretrain + 30 fine-tune steps go through the fold runner
+
+
+def test_demo_schedule_end_to_end_and_resume(demo_root, tmp_path):
+    args = [sys.executable, "run_experiment_set.py", "--experiment_set", "all", "--preset", "demo",
+            "--iterations", "1", "--epochs", "1", "--num_gpus", "0", "--data_root", str(demo_root),
+            "--exp_root", str(tmp_path)]
+    # kill the schedule once its first step is done, then start it again
+    first = [paths.log_path(tmp_path, DEMO, k, "it0") for k in range(1, 5)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not all(p.is_file() for p in first):
+        time.sleep(0.2)
+    import os
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert all(json.loads(p.read_text())["finished"] for p in first)
+    stamps = [p.stat().st_mtime for p in first]
+
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "skip pretrain_vgg_gap_demo: outputs exist" in done.stdout
+    assert [p.stat().st_mtime for p in first] == stamps
+    assert "Running experiment (6 / 6)" in done.stdout
+    best = json.loads((tmp_path / "best_iterations.json").read_text())
+    assert set(best) == {"vgg_gap_demo", "vgg_gap_demo_v2"}
+    assert all(b["tag"] in ("it0", "it1") for b in best.values())
+    for model in ("models/vgg_gap_demo.py", "models/vgg_gap_demo_v2.py"):
+        for k in range(1, 5):
+            assert json.loads(paths.log_path(tmp_path, model, k, "it1").read_text())["finished"]
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("skip ") == 6
