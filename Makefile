@@ -15,6 +15,8 @@ demo: install
 	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_test --spec_path $(DATA_ROOT)/specs_test_v1 --spec_version 1 --dump
 	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_train --spec_path $(DATA_ROOT)/specs_train_v2 --spec_version 2 --dump
 	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_test --spec_path $(DATA_ROOT)/specs_test_v2 --spec_version 2 --dump
+	$(PY) run_experiment_set.py --experiment_set all --preset demo --data_root $(DATA_ROOT) --exp_root $(EXP_ROOT)
+	$(PY) evaluate_experiment_set.py --data_root $(DATA_ROOT) --exp_root $(EXP_ROOT)
 
 test: install
 	$(PY) -m ruff check .

@@ -129,7 +129,6 @@ def test_streamed_file_reproduces_offline_prediction(demo):
 
 
 def test_onnx_backend_matches_torch(demo):
-    pytest.importorskip("onnxruntime")
     audio, _, offline_spec = demo["clip"]
     x = np.ascontiguousarray(offline_spec[:, :WINDOW])
     torch_pred, _ = lt.load_predictor(MODEL, demo["params"], "torch", WINDOW)
