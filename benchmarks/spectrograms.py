@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-import prepare_spectrograms
+from utils import spectrogram_cache
 from utils.audio import SOX_EFFECTS
 
 
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")  # librosa's A-weighting log10(0) warning, once per file
-    files = prepare_spectrograms.list_audio(args.audio_path)[:args.limit or None]
+    files = spectrogram_cache.list_audio(args.audio_path)[:args.limit or None]
     if not files:
         print(f"no .wav files in {args.audio_path}", file=sys.stderr)
         return 2
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
 
         spec_path = tmp / "specs"
         start = time.perf_counter()
-        results = prepare_spectrograms.prepare(files, 1, preprocess=True, spec_path=spec_path, jobs=args.jobs,
+        results = spectrogram_cache.prepare(files, 1, preprocess=True, spec_path=spec_path, jobs=args.jobs,
                                                progress=False)
         t_ours = time.perf_counter() - start
         failed = [r.message for r in results if r.status == "failed"]
