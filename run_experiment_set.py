@@ -3,21 +3,28 @@
 python run_experiment_set.py --experiment_set all                  # the seed's 63 steps (preset full)
 python run_experiment_set.py --experiment_set all --preset demo    # the embedded default on a CPU
 python run_experiment_set.py --experiment_set all --dry_run        # print the steps only
+python run_experiment_set.py --experiment_set all --launcher slurm --slurm_args "--partition=gpu --time=2:00:00"
+python run_experiment_set.py --experiment_set all --launcher slurm --status   # each step's (and fold's) state
 
 Each per-fold step launches run_experiment.sh (one fold per GPU). Finished steps are skipped, so the same
 command resumes a killed schedule. At the end, each model's best iteration (lowest mean verified validation
 loss over the folds) is written to <exp_root>/best_iterations.json for evaluation and fusion.
+With --launcher slurm the whole schedule is submitted at once: each per-fold step is a job array over the folds,
+chained with --dependency=afterok, scripts and logs in <exp_root>/slurm/ (see utils/launch_slurm.py); run the
+same command again to resume, and --status to follow it (exit 1 when a fold failed).
 --baseline runs the control: the same fine-tuning epochs on all labels, without self-verification."""
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from utils import paths
 from utils.cli import run_cli
 from utils.launch_local import run_local
+from utils.launch_slurm import print_status, slurm_status, submit_slurm
 from utils.paths import add_root_args
-from utils.schedule import PRESETS, build_schedule, select_best_iterations
+from utils.schedule import PRESETS, Preset, build_schedule, select_best_iterations
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,23 +40,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", action="store_true",
                         help="fine-tune on all labels of train.csv instead of self-verified ones (the control)")
     parser.add_argument("--dry_run", action="store_true", help="print the steps without running them")
+    parser.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                        help="local: one step after another on this machine; slurm: submit the schedule as jobs")
+    parser.add_argument("--slurm_args", default="",
+                        help='sbatch options for every job, e.g. "--partition=gpu --time=4:00:00 --account=X" '
+                             '(a --gres/--gpus option replaces the default --gres=gpu:1; --gres=none asks for none)')
+    parser.add_argument("--status", action="store_true",
+                        help="show each step's state (slurm: from squeue/sacct and the outputs) instead of running")
     add_root_args(parser)
     return parser.parse_args(argv)
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset]
     iterations = preset.iterations if args.iterations is None else args.iterations
     # absolute, since the steps run from the repository root whatever the caller's folder
     exp_root = paths.exp_root(args.exp_root).resolve()
     steps = build_schedule(preset, args.experiment_set, paths.data_root(args.data_root).resolve(), exp_root,
                            iterations, seed=args.seed, baseline=args.baseline, epochs=args.epochs)
+    if args.status:
+        # the outputs on disk say what is done whatever the launcher; slurm's queue adds what runs or failed
+        statuses = slurm_status(steps, exp_root)
+        code = print_status(statuses)
+        if all(s.state == "DONE" for s in statuses) and not args.baseline:
+            report_best(preset, exp_root, iterations)  # a submitted schedule ends here, as a local run does
+        return code
+    if args.launcher == "slurm":
+        # submitted, not finished: --status picks the best iterations once every job is done
+        submit_slurm(steps, exp_root, args.slurm_args, dry_run=args.dry_run)
+        return 0
     num_gpus = torch.cuda.device_count() if args.num_gpus is None else args.num_gpus
     run_local(steps, num_gpus, exp_root, dry_run=args.dry_run)
     if not args.dry_run and not args.baseline:
-        for name, best in select_best_iterations(preset, exp_root, iterations).items():
-            print(f"best iteration of {name}: {best['tag']} (mean valid loss {best['valid_loss']:.4f}, "
-                  f"accuracy {best['valid_acc']:.4f})")
+        report_best(preset, exp_root, iterations)
+    return 0
+
+
+def report_best(preset: Preset, exp_root: Path, iterations: int) -> None:
+    for name, best in select_best_iterations(preset, exp_root, iterations).items():
+        print(f"best iteration of {name}: {best['tag']} (mean valid loss {best['valid_loss']:.4f}, "
+              f"accuracy {best['valid_acc']:.4f})")
 
 
 if __name__ == "__main__":
