@@ -1,11 +1,20 @@
 """Shared fixtures: a small real-audio demo dataset with both spectrogram versions, built once per session."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import prepare_spectrograms
+from utils import paths
 from utils.demo_dataset import build_demo_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 # distinct-sounding classes, so a few CPU epochs of the demo net learn them
 DEMO_CLASSES = ["Bass_drum", "Flute", "Glockenspiel", "Hi-hat", "Trumpet"]
@@ -23,3 +32,36 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--spec_version", str(version), "--dump", "--jobs", "2", "--no_progress"]))
             assert code == 0
     return root
+
+
+def demo_schedule_args(demo_root: Path, exp: Path, *extra: str) -> list[str]:
+    """The demo schedule at a tiny size: 1 iteration, 1 epoch per training step, folds on the CPU."""
+    return [sys.executable, "run_experiment_set.py", "--experiment_set", "all", "--preset", "demo",
+            "--iterations", "1", "--epochs", "1", "--num_gpus", "0", "--data_root", str(demo_root),
+            "--exp_root", str(exp), *extra]
+
+
+@dataclass
+class LocalSchedule:
+    exp: Path
+    first_step_mtimes: list[float]  # of the first step's outputs, when the schedule was killed
+    resumed: subprocess.CompletedProcess  # the run that went on after the kill
+
+
+@pytest.fixture(scope="session")
+def local_demo_schedule(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> LocalSchedule:
+    """The tiny demo schedule through the local launcher, killed once its first step is done, then started
+    again to the end. Shared by the schedule test and the SLURM test, which compares its files with these."""
+    exp = tmp_path_factory.mktemp("local_schedule")
+    first = [paths.log_path(exp, "models/vgg_gap_demo.py", k, "it0") for k in range(1, 5)]
+    proc = subprocess.Popen(demo_schedule_args(demo_root, exp), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not all(p.is_file() for p in first):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    mtimes = [p.stat().st_mtime for p in first]
+    resumed = subprocess.run(demo_schedule_args(demo_root, exp), cwd=REPO, capture_output=True, text=True,
+                             timeout=900)
+    return LocalSchedule(exp, mtimes, resumed)

@@ -1,10 +1,7 @@
 """Self-verification's acceptance rules, its fold discipline, and the schedule that iterates it."""
 
 import json
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import self_verify
 import train
 from run_experiment_set import main as run_set
 from run_experiment_set import parse_args as set_args
+from tests.conftest import demo_schedule_args
 from utils import paths
 from utils.dataset_csv import read_train_csv
 from utils.folds import load_folds
@@ -129,33 +127,19 @@ def test_dry_run_prints_every_step(tmp_path, capsys):
     assert out.count("run_experiment.sh") == 33  # 3 pretrain + 30 fine-tune steps go through the fold runner
 
 
-def test_demo_schedule_end_to_end_and_resume(demo_root, tmp_path):
-    args = [sys.executable, "run_experiment_set.py", "--experiment_set", "all", "--preset", "demo",
-            "--iterations", "1", "--epochs", "1", "--num_gpus", "0", "--data_root", str(demo_root),
-            "--exp_root", str(tmp_path)]
-    # kill the schedule once its first step is done, then start it again
-    first = [paths.log_path(tmp_path, DEMO, k, "it0") for k in range(1, 5)]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not all(p.is_file() for p in first):
-        time.sleep(0.2)
-    import os
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert all(json.loads(p.read_text())["finished"] for p in first)
-    stamps = [p.stat().st_mtime for p in first]
-
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+def test_demo_schedule_end_to_end_and_resume(demo_root, local_demo_schedule):
+    exp, done = local_demo_schedule.exp, local_demo_schedule.resumed
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "skip pretrain_vgg_gap_demo: outputs exist" in done.stdout
-    assert [p.stat().st_mtime for p in first] == stamps
+    first = [paths.log_path(exp, DEMO, k, "it0") for k in range(1, 5)]
+    assert "skip pretrain_vgg_gap_demo: outputs exist" in done.stdout  # killed after its first step
+    assert [p.stat().st_mtime for p in first] == local_demo_schedule.first_step_mtimes
     assert "Running experiment (6 / 6)" in done.stdout
-    best = json.loads((tmp_path / "best_iterations.json").read_text())
+    best = json.loads((exp / "best_iterations.json").read_text())
     assert set(best) == {"vgg_gap_demo", "vgg_gap_demo_v2"}
     assert all(b["tag"] in ("it0", "it1") for b in best.values())
     for model in ("models/vgg_gap_demo.py", "models/vgg_gap_demo_v2.py"):
         for k in range(1, 5):
-            assert json.loads(paths.log_path(tmp_path, model, k, "it1").read_text())["finished"]
-    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+            assert json.loads(paths.log_path(exp, model, k, "it1").read_text())["finished"]
+    again = subprocess.run(demo_schedule_args(demo_root, exp), cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0 and again.stdout.count("skip ") == 6

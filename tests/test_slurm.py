@@ -6,13 +6,13 @@ one CPU each instead (--gres=none --cpus-per-task=1) and two folds run side by s
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import demo_schedule_args
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 from utils import paths
 from utils.launch_slurm import parse_sbatch_args, step_options
@@ -36,18 +36,12 @@ def slurm() -> Iterator[SlurmCluster]:
         cluster.stop()  # always, whatever the tests did: no daemons left behind
 
 
-def schedule_args(demo_root: Path, exp: Path, *extra: str) -> list[str]:
-    return [sys.executable, "run_experiment_set.py", "--experiment_set", "all", "--preset", "demo",
-            "--iterations", "1", "--epochs", "1", "--num_gpus", "0", "--data_root", str(demo_root),
-            "--exp_root", str(exp), *extra]
-
-
 def run(cluster: SlurmCluster, args: list[str], timeout: float = WAIT_S) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=REPO, env=cluster.env(), capture_output=True, text=True, timeout=timeout)
 
 
 def submit(cluster: SlurmCluster, demo_root: Path, exp: Path) -> subprocess.CompletedProcess:
-    result = run(cluster, schedule_args(demo_root, exp, "--launcher", "slurm", "--slurm_args", CPU_ARGS), 120)
+    result = run(cluster, demo_schedule_args(demo_root, exp, "--launcher", "slurm", "--slurm_args", CPU_ARGS), 120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -80,20 +74,17 @@ def test_options_default_gpu_site_and_cpu_override(tmp_path):
         parse_sbatch_args("gpu")
 
 
-def test_slurm_schedule_makes_the_local_files(slurm, demo_root, tmp_path):
-    local, cluster_exp = tmp_path / "local", tmp_path / "slurm"
+def test_slurm_schedule_makes_the_local_files(slurm, demo_root, local_demo_schedule, tmp_path):
+    local, cluster_exp = local_demo_schedule.exp, tmp_path / "slurm"
     submitted = submit(slurm, demo_root, cluster_exp)
     assert submitted.stdout.count("submitted ") == 6, submitted.stdout
     jobs = json.loads((cluster_exp / "slurm" / "jobs.json").read_text())["jobs"]
     # each step waits on the one before: the chain as SLURM holds it
     ids = [jobs[name]["job_id"] for name in jobs]
     assert len(set(ids)) == 6
-    # the local run shares the 2 CPUs with the jobs meanwhile
-    done = run(slurm, schedule_args(demo_root, local))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     wait_for_queue(slurm)
 
-    status = run(slurm, schedule_args(demo_root, cluster_exp, "--launcher", "slurm", "--status"), 120)
+    status = run(slurm, demo_schedule_args(demo_root, cluster_exp, "--launcher", "slurm", "--status"), 120)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "FAILED" not in status.stdout and status.stdout.count(" DONE") == 6
     assert "best iteration of vgg_gap_demo" in status.stdout
@@ -119,7 +110,7 @@ def test_failed_fold_cancels_dependents_and_is_reported(slurm, demo_root, tmp_pa
     jobs = json.loads((tmp_path / "slurm" / "jobs.json").read_text())["jobs"]
     wait_for_queue(slurm)
 
-    status = run(slurm, schedule_args(demo_root, tmp_path, "--launcher", "slurm", "--status"), 120)
+    status = run(slurm, demo_schedule_args(demo_root, tmp_path, "--launcher", "slurm", "--status"), 120)
     assert status.returncode == 1, status.stdout + status.stderr
     first = jobs["pretrain_vgg_gap_demo"]["job_id"]
     log = tmp_path / "slurm" / "logs" / f"pretrain_vgg_gap_demo_{first}_2.log"
