@@ -8,7 +8,7 @@ APT_PACKAGES := sox libsox-fmt-all fluidsynth fluid-soundfont-gm avldrums.lv2-so
 DATA_ROOT ?= $(or $(FSDTAG_DATA_ROOT),data)
 EXP_ROOT ?= $(or $(FSDTAG_EXP_ROOT),experiments)
 
-.PHONY: demo test install apt lint
+.PHONY: demo test install apt
 
 demo: install
 	$(PY) make_demo_dataset.py --data_root $(DATA_ROOT)
