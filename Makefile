@@ -11,13 +11,7 @@ EXP_ROOT ?= $(or $(FSDTAG_EXP_ROOT),experiments)
 .PHONY: demo test install apt
 
 demo: install
-	$(PY) make_demo_dataset.py --data_root $(DATA_ROOT)
-	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_train --spec_path $(DATA_ROOT)/specs_train_v1 --spec_version 1 --dump
-	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_test --spec_path $(DATA_ROOT)/specs_test_v1 --spec_version 1 --dump
-	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_train --spec_path $(DATA_ROOT)/specs_train_v2 --spec_version 2 --dump
-	$(PY) prepare_spectrograms.py --audio_path $(DATA_ROOT)/audio_test --spec_path $(DATA_ROOT)/specs_test_v2 --spec_version 2 --dump
-	$(PY) run_experiment_set.py --experiment_set all --preset demo --data_root $(DATA_ROOT) --exp_root $(EXP_ROOT)
-	$(PY) evaluate_experiment_set.py --data_root $(DATA_ROOT) --exp_root $(EXP_ROOT)
+	./run_demo.sh $(DATA_ROOT) $(EXP_ROOT)
 
 test: install
 	$(PY) -m ruff check .

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole pipeline on the embedded default dataset, on the CPU (README command 1 runs it after installing):
+# dataset -> spectrograms v1/v2 -> pretraining, self-verification, fine-tuning (demo schedule) -> evaluation,
+# fusion, submission, leaderboard scores -> a live-tagger model, tagging a test clip streamed from its file.
+#   ./run_demo.sh [DATA_ROOT] [EXP_ROOT]      (defaults: $FSDTAG_DATA_ROOT or data, $FSDTAG_EXP_ROOT or experiments)
+# Every step skips what is already done, so the same command resumes an interrupted run.
+set -euo pipefail
+cd "$(dirname "$0")"
+py=${PYTHON:-.venv/bin/python}
+data=${1:-${FSDTAG_DATA_ROOT:-data}}
+exp=${2:-${FSDTAG_EXP_ROOT:-experiments}}
+step() { echo; echo "=== $* ==="; }
+
+step "1/6 the embedded default dataset"
+$py make_demo_dataset.py --data_root "$data"
+
+step "2/6 spectrograms (v1, v2; v2 without SoX for the live tagger)"
+for split in train test; do
+    for version in 1 2; do
+        $py prepare_spectrograms.py --audio_path "$data/audio_$split" --spec_path "$data/specs_${split}_v$version" \
+            --spec_version $version --dump
+    done
+done
+$py prepare_spectrograms.py --audio_path "$data/audio_train" --spec_path "$data/specs_train_v2_no_pp" \
+    --spec_version 2 --no_preprocessing --dump
+
+step "3/6 pretraining, self-verification and fine-tuning (demo schedule)"
+$py run_experiment_set.py --experiment_set all --preset demo --data_root "$data" --exp_root "$exp"
+$py plot_log.py "$exp"/vgg_gap_demo/results_[1234]_it0.json --acc --folds_avg --out "$exp/curves_vgg_gap_demo_it0.png"
+
+step "4/6 evaluation, fusion, submission, leaderboard"
+$py evaluate_experiment_set.py --data_root "$data" --exp_root "$exp"
+
+step "5/6 a live-tagger model (v2 without SoX, fold 1)"
+$py train.py --model models/vgg_gap_demo_no_pp.py --spec_dir specs_train_v2_no_pp --fold 1 --max_len 1500 \
+    --data_root "$data" --exp_root "$exp"
+
+step "6/6 live tagging of a test clip played as a stream"
+clip=$(ls "$data"/audio_test/*.wav | head -n 1)
+$py audio_tagger.py --model models/vgg_gap_demo_no_pp.py --params "$exp/vgg_gap_demo_no_pp/params_1_it0.pt" \
+    --input "$clip" --speed 0 --headless --save_view "$exp/audio_tagger_view.png"
+echo "clip $(basename "$clip"): true label $(grep "^$(basename "$clip")," "$data/test_post_competition.csv" | cut -d, -f2)"
+echo
+echo "done: submission $exp/submission.csv, figures in $exp/"
