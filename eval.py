@@ -81,7 +81,8 @@ def main(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     print(f"predicting {len(clips.fnames)} clips of set '{args.set}' from {clips.spec_dir} with {params_file} "
           f"on {device}")
-    probs = predict_clips(model, clips, args.max_len, config["settings"]["valid_batch_size"], device)
+    probs = predict_clips(model, clips, args.max_len or config["max_len"], config["settings"]["valid_batch_size"],
+                          device)
 
     out_dir = Path(args.out_dir) if args.out_dir else paths.run_dir(exp_root, args.model)
     if args.dump_results:

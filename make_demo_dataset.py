@@ -6,6 +6,7 @@
 import argparse
 import time
 
+from utils.cli import run_cli
 from utils.demo_dataset import build_demo_dataset, default_jobs
 from utils.demo_synth import CLASSES
 from utils.paths import DATA_ROOT_ENV, data_root
@@ -44,4 +45,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_cli(main, parse_args())

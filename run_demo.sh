@@ -36,7 +36,8 @@ $py train.py --model models/vgg_gap_demo_no_pp.py --spec_dir specs_train_v2_no_p
     --data_root "$data" --exp_root "$exp"
 
 step "6/6 live tagging of a test clip played as a stream"
-clip=$(ls "$data"/audio_test/*.wav | head -n 1)
+clips=("$data"/audio_test/*.wav)
+clip=${clips[0]}
 $py audio_tagger.py --model models/vgg_gap_demo_no_pp.py --params "$exp/vgg_gap_demo_no_pp/params_1_it0.pt" \
     --input "$clip" --speed 0 --headless --save_view "$exp/audio_tagger_view.png"
 echo "clip $(basename "$clip"): true label $(grep "^$(basename "$clip")," "$data/test_post_competition.csv" | cut -d, -f2)"

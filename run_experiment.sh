@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Run a command once per fold (1..4), appending --fold K.
 #   ./run_experiment.sh NAME "python train.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1" [N_GPUS]
-# With GPUs, fold K runs on GPU (K-1) mod N_GPUS (CUDA_VISIBLE_DEVICES), all folds at once; without GPUs
-# (N_GPUS=0, the default when nvidia-smi finds none) the folds run one after another on the CPU.
-# Each fold logs to <exp_root>/logs/NAME_fold<K>.log. Exits non-zero naming the folds that failed.
+# With N GPUs, fold K runs on GPU (K-1) mod N (CUDA_VISIBLE_DEVICES): the GPUs work in parallel, folds sharing a
+# GPU one after another. Without GPUs (N_GPUS=0, the default when nvidia-smi finds none) the folds run one after
+# another on the CPU. Each fold logs to ${FSDTAG_EXP_ROOT:-experiments}/logs/NAME_fold<K>.log; FSDTAG_FOLDS
+# picks other folds ("1 3"). Exits non-zero naming the folds that failed; Ctrl-C stops every fold.
 set -euo pipefail
 
 if [ $# -lt 2 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 name=$1
@@ -22,29 +23,32 @@ fi
 folds=${FSDTAG_FOLDS:-1 2 3 4}
 log_dir=${FSDTAG_EXP_ROOT:-experiments}/logs
 mkdir -p "$log_dir"
+status_dir=$(mktemp -d)
+trap 'rm -rf "$status_dir"' EXIT
+trap 'echo "run_experiment.sh $name: interrupted, stopping all folds" >&2; kill 0; exit 130' INT TERM
 
-declare -A pids
+run_fold() {  # run_fold K GPU ('' for the CPU); records the exit status of fold K
+    local k=$1 gpu=$2 log="$log_dir/${name}_fold$1.log" rc=0
+    echo "CUDA_VISIBLE_DEVICES=$gpu $cmd --fold $k  (log: $log)"
+    CUDA_VISIBLE_DEVICES=$gpu bash -c "$cmd --fold $k" >"$log" 2>&1 || rc=$?
+    echo "$rc" >"$status_dir/$k"
+    if [ "$rc" -ne 0 ]; then tail -n 3 "$log" >&2; fi
+}
+
+if [ "$n_gpus" -gt 0 ]; then
+    for ((gpu = 0; gpu < n_gpus; gpu++)); do
+        (for k in $folds; do
+            if [ $(((k - 1) % n_gpus)) -eq "$gpu" ]; then run_fold "$k" "$gpu"; fi
+        done) &
+    done
+    wait
+else
+    for k in $folds; do run_fold "$k" ""; done
+fi
+
 failed=()
 for k in $folds; do
-    log="$log_dir/${name}_fold${k}.log"
-    if [ "$n_gpus" -gt 0 ]; then
-        gpu=$(( (k - 1) % n_gpus ))
-        echo "CUDA_VISIBLE_DEVICES=$gpu $cmd --fold $k  (log: $log)"
-        CUDA_VISIBLE_DEVICES=$gpu bash -c "$cmd --fold $k" >"$log" 2>&1 &
-        pids[$k]=$!
-    else
-        echo "$cmd --fold $k  (cpu; log: $log)"
-        if ! CUDA_VISIBLE_DEVICES="" bash -c "$cmd --fold $k" >"$log" 2>&1; then
-            failed+=("$k")
-            tail -n 3 "$log" >&2
-        fi
-    fi
-done
-for k in "${!pids[@]}"; do
-    if ! wait "${pids[$k]}"; then
-        failed+=("$k")
-        tail -n 3 "$log_dir/${name}_fold${k}.log" >&2
-    fi
+    if [ "$(cat "$status_dir/$k" 2>/dev/null || echo 1)" -ne 0 ]; then failed+=("$k"); fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "run_experiment.sh $name: fold(s) ${failed[*]} failed; see $log_dir/${name}_fold<K>.log" >&2

@@ -17,7 +17,7 @@ from utils.training import TrainConfig, train
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
+    add_model_args(parser, max_len_default=3000)
     parser.add_argument("--fold", type=int, required=True, help="fold 1..4 to hold out for validation")
     parser.add_argument("--train_file", default="train.csv",
                         help="CSV marking which clips are verified: a path, or a file of the model's run "

@@ -26,7 +26,7 @@ def test_folds_stratified_disjoint_stable(tmp_path):
     assert sum(len(h) for h in held_out) == len(train)
     assert set.union(*held_out) == set(train["fname"])
     for verified in (0, 1):  # each subset split separately, class shares equal across folds (+-1 clip)
-        part = train.merge(folds, on="fname")
+        part = train.merge(folds[["fname", "fold"]], on="fname")
         part = part[part["manually_verified"] == verified]
         counts = pd.crosstab(part["label"], part["fold"])
         assert (counts.max(axis=1) - counts.min(axis=1)).max() <= 1
@@ -92,3 +92,12 @@ def test_label_encoder_subset():
         enc.encode(["Flute"])
     with pytest.raises(ValueError, match="unknown class"):
         LabelEncoder(["Cello", "Kazoo"])
+
+
+def test_stale_folds_file_refused(tmp_path):
+    train = write_train(tmp_path / "train.csv")
+    load_folds(tmp_path)
+    train.loc[0, "manually_verified"] = 1 - train.loc[0, "manually_verified"]  # same clips, other flags
+    train.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(DataError, match="does not match"):
+        load_folds(tmp_path)

@@ -218,7 +218,8 @@ def test_slow_model_skips_instead_of_falling_behind(tmp_path):
     due = tagger.n_frames // 10 - (WINDOW - 1) // 10
     assert stats.skipped > 0
     assert stats.predictions + stats.skipped == due
-    # no queue: it ends with the audio, and each prediction is of recent audio
-    assert wall < seconds + 0.5
-    assert max(stats.latencies) < 0.3
+    # no queue: it ends with the audio, and each prediction is of recent audio. A queue would hold ~50 due
+    # predictions x 0.1 s = 5 s of work for 2 s of audio; the bounds leave room for a loaded CI machine.
+    assert wall < seconds + 1.5
+    assert max(stats.latencies) < 1.0
     assert "skipped" in stats.summary()

@@ -114,7 +114,7 @@ def test_ini_params_of_another_architecture(demo_root, tmp_path):
 
 def test_ddp_two_cpu_processes(demo_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "train.py", *train_args(demo_root, tmp_path, "--fold", "4", "--epochs", "2")],
                           cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,13 +8,16 @@ from utils.dataset_csv import DataError
 from utils.paths import add_root_args
 
 
-def add_model_args(parser: argparse.ArgumentParser, spec_dir_required: bool = True) -> None:
-    """--model, --spec_dir, --max_len, --device and the two roots: what every model-running script takes."""
+def add_model_args(parser: argparse.ArgumentParser, spec_dir_required: bool = True,
+                   max_len_default: int | None = None) -> None:
+    """--model, --spec_dir, --max_len, --device and the two roots: what every model-running script takes.
+    Scripts that load trained parameters leave --max_len at None: the length the model was trained with."""
     parser.add_argument("--model", required=True, help="model file, e.g. models/vgg_gap_spec1_2.py")
     parser.add_argument("--spec_dir", required=spec_dir_required,
                         help="spectrogram folder inside the data root, e.g. specs_train_v1")
-    parser.add_argument("--max_len", type=int, default=3000,
-                        help="clips are tiled (short) or clipped (long) to this many frames (default 3000)")
+    parser.add_argument("--max_len", type=int, default=max_len_default,
+                        help="clips are tiled (short) or clipped (long) to this many frames (default: "
+                             f"{max_len_default or 'the length the model was trained with'})")
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     add_root_args(parser)
 
@@ -23,7 +26,7 @@ def run_cli(main: Callable[[argparse.Namespace], int | None], args: argparse.Nam
     """Run a script's main; expected failures (bad input, missing files) end with one line, not a traceback."""
     try:
         code = main(args)
-    except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -77,14 +77,3 @@ def read_test_csv(path: str | Path) -> pd.DataFrame:
     scored = df[df["usage"] != "Ignored"]
     _check_labels(path, scored, set(FSDKAGGLE2018_CLASSES))
     return df
-
-
-def check_files_exist(df: pd.DataFrame, folder: str | Path, suffix: str = "") -> None:
-    """Every fname of a CSV must have its file (audio, or a spectrogram with suffix '.npy')."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found")
-    for fname in df["fname"]:
-        f = folder / (Path(fname).stem + suffix if suffix else fname)
-        if not f.is_file():
-            raise DataError(f"{f}: listed in the CSV but missing")

@@ -209,7 +209,7 @@ def build_demo_dataset(root: Path, clips_per_class: int, test_clips_per_class: i
     check_tools()
     rows = plan_dataset(params)
     # Unmark the folder before touching audio, so an interrupted rebuild is never read as finished.
-    for name in (TRAIN_CSV, TEST_CSV):
+    for name in (TRAIN_CSV, TEST_CSV, "folds.csv"):  # folds of an old train.csv would not fit the new one
         (root / name).unlink(missing_ok=True)
     if (root / PARAMS_FILE).exists():
         # our own earlier build: its clips would linger among the new ones

@@ -32,7 +32,7 @@ def make_folds(train: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = FOLDS_SE
             warnings.simplefilter("ignore", UserWarning)
             for k, (_, held_out) in enumerate(skf.split(idx, train["label"].to_numpy()[idx])):
                 fold[idx[held_out]] = k + 1
-    return pd.DataFrame({"fname": train["fname"], "fold": fold,
+    return pd.DataFrame({"fname": train["fname"], "label": train["label"], "fold": fold,
                          "verified": train["manually_verified"].astype(int)})
 
 
@@ -43,8 +43,14 @@ def load_folds(data_root: str | Path) -> pd.DataFrame:
     train = read_train_csv(data_root / "train.csv")
     if not path.is_file():
         save_text(path, make_folds(train).to_csv(index=False))
-    folds = pd.read_csv(path)
-    if list(folds.columns) != ["fname", "fold", "verified"] or set(folds["fname"]) != set(train["fname"]):
+    folds = pd.read_csv(path, dtype={"fname": str, "label": str})
+    # same clips, labels and verified flags: a rebuilt or edited train.csv must not inherit stale folds
+    expected = train.set_index("fname")[["label", "manually_verified"]]
+    if (list(folds.columns) != ["fname", "label", "fold", "verified"] or len(folds) != len(train)
+            or set(folds["fname"]) != set(train["fname"])
+            or not (folds.set_index("fname")["label"].reindex(expected.index) == expected["label"]).all()
+            or not (folds.set_index("fname")["verified"].reindex(expected.index)
+                    == expected["manually_verified"]).all()):
         raise DataError(f"{path} does not match {data_root / 'train.csv'}; delete it to recompute the folds")
     return folds
 

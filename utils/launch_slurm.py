@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from utils.atomic import save_json
+from utils.atomic import save_json, save_text
 from utils.folds import N_FOLDS
 from utils.model_files import load_model_file
 from utils.schedule import Step, output_done
@@ -207,7 +207,7 @@ def submit_slurm(steps: list[Step], exp_root: Path, slurm_args: str = "", dry_ru
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         log_pattern(exp_root, step).parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(script)
+        save_text(path, script)
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             save_json(record_path(exp_root), record)  # what was submitted so far stays mapped
@@ -281,7 +281,4 @@ def print_status(statuses: list[TaskStatus]) -> int:
         print("fix the cause and submit the same command again: finished folds are skipped")
     return 1 if failed else 0
 
-
-def is_active(statuses: list[TaskStatus]) -> bool:
-    return any(t.state in ACTIVE_STATES for t in statuses)
 

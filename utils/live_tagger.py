@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from utils.predict import softmax
 from utils.spectrogram import N_BINS, V2_PARAMS, normalize_int16, to_int16, v2_frames_to_spectrogram
 
 SAMPLE_RATE = V2_PARAMS["sample_rate"]
@@ -347,9 +348,8 @@ class OnnxPredictor:
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(window, dtype=np.float32)[None, None]
-        logits = self.session.run(None, {self.input_name: x})[0][0].astype(np.float64)
-        e = np.exp(logits - logits.max())
-        return e / e.sum()
+        logits = self.session.run(None, {self.input_name: x})[0].astype(np.float64)
+        return softmax(logits)[0]
 
 
 def export_onnx_model(model, out: str | Path, window: int = 256) -> Path:

@@ -23,6 +23,13 @@ SHARED_SETTINGS: dict[str, Any] = {
 }
 
 
+# The demo networks' schedule (models/vgg_gap_demo*.py): short enough for 2 CPU cores, same shape as the full one.
+DEMO_SETTINGS: dict[str, Any] = {
+    "batch_size": 32, "mixup_alpha": 0.3, "lr": 2e-3, "epochs": 20, "decay_from": 10,
+    "fine_tune_lr": 5e-4, "fine_tune_epochs": 8, "fine_tune_decay_from": 2,
+}
+
+
 def load_model_file(path: str | Path) -> ModuleType:
     """Import a model file by path (no exec, no sys.path edits) and check its contract."""
     path = Path(path)

@@ -32,7 +32,7 @@ class SelfVerifyConfig:
     k_per_class: int = 40
     stochastic: bool = False
     n_excerpts: int = 25
-    max_len: int = 3000
+    max_len: int | None = None  # None: the length each fold's model was trained with
     seed: int = 1
     device: str | None = None
 
@@ -102,11 +102,12 @@ def self_verify(cfg: SelfVerifyConfig) -> dict:
             raise ValueError(f"{params} was trained on other classes than the other folds' models")
         classes = config["classes"]
         _, _, held_out = split_fold(train, folds, fold)  # only clips this fold's model never trained on
-        specs = load_spectrograms(data_root / cfg.spec_dir, held_out["fname"], cfg.max_len)
+        max_len = cfg.max_len or config["max_len"]
+        specs = load_spectrograms(data_root / cfg.spec_dir, held_out["fname"], max_len)
         if cfg.stochastic:
-            probs = predict_excerpts(model, specs, cfg.max_len, settings["excerpt_len"], cfg.n_excerpts, device, rng)
+            probs = predict_excerpts(model, specs, max_len, settings["excerpt_len"], cfg.n_excerpts, device, rng)
         else:
-            probs = softmax(predict_logits(model, specs, cfg.max_len, settings["valid_batch_size"], device))
+            probs = softmax(predict_logits(model, specs, max_len, settings["valid_batch_size"], device))
         held_out = held_out.assign(fold=fold)
         parts.append((held_out, probs))
         print(f"fold {fold}: scored {len(held_out)} held-out unverified clips with {params.name}")

@@ -68,11 +68,16 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def resolve_train_file(name: str, run_dir: Path, data_root: Path) -> Path:
-    """A path as given, else a file of the model's run dir (self-verified files), else one of the data root."""
-    for candidate in (Path(name), run_dir / name, data_root / name):
+    """A path (with a folder) as given; a bare name from the model's run dir (self-verified files), else from the
+    data root, never from the working directory."""
+    if Path(name).name != name:
+        if Path(name).is_file():
+            return Path(name)
+        raise FileNotFoundError(f"train file {name} not found")
+    for candidate in (run_dir / name, data_root / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"train file {name} found neither as given, nor in {run_dir}, nor in {data_root}")
+    raise FileNotFoundError(f"train file {name} found neither in {run_dir} nor in {data_root}")
 
 
 def resolve_ini_params(template: str, fold: int, run_dir: Path) -> Path:
@@ -81,7 +86,7 @@ def resolve_ini_params(template: str, fold: int, run_dir: Path) -> Path:
     path = Path(name)
     if path.suffix != ".pt":
         path = path.with_name(path.name + ".pt")
-    return path if path.is_file() or path.is_absolute() else run_dir / path
+    return path if path.name != str(path) else run_dir / path  # a bare name lives in the run dir
 
 
 class EpochBatches:
@@ -89,8 +94,12 @@ class EpochBatches:
 
     def __init__(self, seed: int, epoch: int, n_items: int, batch_size: int, world_size: int, rank: int):
         order = np.random.default_rng([seed, epoch]).permutation(n_items)
-        n_batches = max(1, n_items // batch_size)
-        n_batches -= n_batches % world_size if n_batches >= world_size else 0
+        # smaller batches when there are too few clips to give every rank one (else a rank waits forever)
+        batch_size = min(batch_size, n_items // world_size)
+        if batch_size == 0:
+            raise ValueError(f"{n_items} training clips cannot be shared by {world_size} processes")
+        n_batches = n_items // batch_size
+        n_batches -= n_batches % world_size
         # every rank draws the same order and takes every world_size-th batch, so all step together
         self.batches = [(b, order[b * batch_size:(b + 1) * batch_size])
                         for b in range(rank, n_batches, world_size)]
