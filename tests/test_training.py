@@ -104,7 +104,9 @@ def test_bad_input_one_line_error(demo_root, tmp_path, extra, message):
 
 def test_ini_params_of_another_architecture(demo_root, tmp_path):
     other = tmp_path / "vgg_gap_demo.py"  # same name, other width: the params cannot fit
-    other.write_text((REPO / DEMO).read_text().replace("nf=8", "nf=4"))
+    other.write_text("from utils.model_files import DEMO_SETTINGS\nfrom utils.vgg_gap import VGGGAP\n\n"
+                     "SETTINGS = DEMO_SETTINGS\n\n\ndef build_model(n_classes=41):\n"
+                     "    return VGGGAP(nf=4, n_classes=n_classes)\n")
     train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "1", "--epochs", "1", "--model",
                                            str(other))))
     with pytest.raises(ValueError, match="another architecture"):
