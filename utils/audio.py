@@ -4,6 +4,8 @@ Every failure a single file can cause (missing, empty, corrupt, not audio, SoX r
 AudioError with the file's name in the message, so a batch run can report it in one line and go on.
 """
 
+import functools
+import os
 import shutil
 import subprocess
 import warnings
@@ -68,6 +70,11 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return signal, sr
 
 
+@functools.cache
+def _which(binary: str) -> str | None:
+    return shutil.which(binary)
+
+
 def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndarray, int]:
     """Run the seed's SoX chain on a file; (samples, channels) float32 and the (unchanged) sample rate.
 
@@ -78,9 +85,11 @@ def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndar
     """
     info = audio_info(path)
     encoding, bits, dtype, scale = _PIPE_FORMATS.get(info.subtype, _DEFAULT_PIPE)
-    if shutil.which(sox_binary) is None:
+    if _which(sox_binary) is None:
         raise AudioError(f"{path}: the SoX binary '{sox_binary}' is not installed (apt-get install sox)")
-    cmd = [sox_binary, "-R", "-V1", str(path),
+    # norm and reverse spool the whole clip to temporary files: keep those in RAM where the system offers it
+    temp = ["--temp", "/dev/shm"] if os.access("/dev/shm", os.W_OK) else []
+    cmd = [sox_binary, "-R", "-V1", *temp, str(path),
            "-t", "raw", "-e", encoding, "-b", str(bits), "-c", str(info.channels), "-",
            *SOX_EFFECTS]
     proc = subprocess.run(cmd, capture_output=True)

@@ -80,14 +80,26 @@ def spectrogram_v1(signal: np.ndarray) -> np.ndarray:
         signal = signal.astype(np.float32) / np.float32(-np.iinfo(signal.dtype).min)
     stft = np.abs(librosa.stft(signal, n_fft=p["n_fft"], hop_length=p["hop_length"], window=p["window"],
                                center=p["center"], pad_mode=p["pad_mode"]))
-    freqs = librosa.fft_frequencies(sr=p["sample_rate"], n_fft=p["n_fft"])
     w = p["perceptual_weighting"]
-    with np.errstate(divide="ignore"):  # A-weighting takes log10(0) at 0 Hz, then clips it to min_db
-        weighted = librosa.perceptual_weighting(stft ** 2, freqs, kind=w["kind"], ref=w["ref"],
-                                                amin=w["amin"], top_db=w["top_db"])
+    # librosa.perceptual_weighting(S, freqs, ...) = its frequency weights + power_to_db(S, ...), with the weights
+    # recomputed on every call; they are computed once here
+    weighted = _perceptual_weights()[:, None] + librosa.power_to_db(stft ** 2, ref=w["ref"], amin=w["amin"],
+                                                                     top_db=w["top_db"])
     # The seed applies the mel filterbank to the dB-weighted values (not to power); kept as it was.
     mel = np.einsum("...ft,mf->...mt", weighted, _mel_basis(), optimize=True)
     return mel.astype(np.float32)
+
+
+@functools.cache
+def _perceptual_weights() -> np.ndarray:
+    import librosa
+
+    p = V1_PARAMS
+    freqs = librosa.fft_frequencies(sr=p["sample_rate"], n_fft=p["n_fft"])
+    with np.errstate(divide="ignore"):  # A-weighting takes log10(0) at 0 Hz, then clips it to min_db
+        weights = librosa.frequency_weighting(freqs, kind=p["perceptual_weighting"]["kind"])
+    weights.flags.writeable = False
+    return weights
 
 
 @functools.cache
