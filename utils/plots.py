@@ -13,7 +13,7 @@ def pyplot(interactive: bool = False):
     """matplotlib.pyplot with an interactive backend only when asked for and a display exists."""
     import matplotlib
 
-    if not (interactive and os.environ.get("DISPLAY")):
+    if not (interactive and has_display()):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -21,7 +21,7 @@ def pyplot(interactive: bool = False):
 
 
 def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY"))
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def save_figure(fig, path: str | Path) -> None:

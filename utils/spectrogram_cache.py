@@ -2,7 +2,6 @@
 processes, the manifest that keeps folders of different settings apart, the failure report and plots."""
 
 import json
-import os
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -13,6 +12,7 @@ import numpy as np
 
 from utils.atomic import save_json, save_npy, save_text
 from utils.audio import AudioError, sox_version
+from utils.plots import has_display, pyplot, save_figure
 from utils.spectrogram import spectrogram_from_file, spectrogram_params
 
 AUDIO_EXTENSIONS = {".wav"}
@@ -202,13 +202,8 @@ def show(files: list[Path], n: int, version: int, preprocess: bool, spec_path: P
          png_dir: Path | None = None) -> Path | None:
     """Plot the first n spectrograms that can be made (read from spec_path when there and up to date);
     without a display, save <png_dir or cwd>/spectrograms_v<version>.png and return its path."""
-    import matplotlib
-
-    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                         or os.environ.get("WAYLAND_DISPLAY"))
-    if headless:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    headless = not has_display()
+    plt = pyplot(interactive=True)
 
     shown = []
     for audio in files:
@@ -232,12 +227,11 @@ def show(files: list[Path], n: int, version: int, preprocess: bool, spec_path: P
         ax.set_ylabel("bin")
     axes[-1, 0].set_xlabel("frame")
     fig.tight_layout()
-    if not headless and matplotlib.get_backend().lower() != "agg":
+    if not headless:
         plt.show()
         return None
     png = (png_dir or Path.cwd()) / f"spectrograms_v{version}.png"
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=80)
+    save_figure(fig, png)
     plt.close(fig)
     print(f"no display: saved the plot to {png}")
     return png
