@@ -52,10 +52,9 @@ def main(args: argparse.Namespace) -> None:
         files = []
         for fold in range(1, N_FOLDS + 1):
             params = paths.params_path(exp_root, model, fold, tag)
-            max_len = args.max_len or json.loads(paths.log_path(exp_root, model, fold, tag).read_text()
-                                                 )["config"]["max_len"]
+            max_len = ["--max_len", str(args.max_len)] if args.max_len else []  # else eval.py: the trained one
             run(eval_script, ["--model", model, "--spec_dir", spec_dir, "--fold", str(fold), "--tag", tag,
-                              "--set", "test", "--dump_results", "--max_len", str(max_len), *roots])
+                              "--set", "test", "--dump_results", *max_len, *roots])
             files.append(str(results_path(paths.run_dir(exp_root, model), "test", spec_dir, params)))
         all_files += files
         # each model alone (its four folds averaged), to set the ensemble's gain in context

@@ -61,13 +61,18 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return params
 
 
-def load_trained_model(model_file: str | Path, params_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the model file's network for the params' classes and load the params into it."""
-    params = load_params(params_file)
-    model = load_model_file(model_file).build_model(n_classes=len(params["config"]["classes"]))
+def load_state(model: nn.Module, params: dict[str, Any], params_file: str | Path, model_file: str | Path) -> None:
+    """Load a params file's state_dict, turning a shape/key mismatch into a one-line error."""
     try:
         model.load_state_dict(params["state_dict"])
     except RuntimeError as e:
         raise ValueError(f"{params_file} does not fit {model_file} (another architecture?): "
                          f"{str(e).splitlines()[0]}") from None
+
+
+def load_trained_model(model_file: str | Path, params_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the model file's network for the params' classes and load the params into it."""
+    params = load_params(params_file)
+    model = load_model_file(model_file).build_model(n_classes=len(params["config"]["classes"]))
+    load_state(model, params, params_file, model_file)
     return model, params["config"]

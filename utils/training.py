@@ -24,7 +24,7 @@ from utils.dataset_csv import read_train_csv
 from utils.folds import check_fold, load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.model_files import load_model_file, model_settings
-from utils.predict import load_params, pick_device, predict_logits
+from utils.predict import load_params, load_state, pick_device, predict_logits
 from utils.spec_data import batch_excerpts, load_spectrograms
 
 
@@ -173,11 +173,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         ini = load_params(ini_path)
         if ini["config"]["classes"] != encoder.classes:
             raise ValueError(f"{ini_path} was trained on other classes than {data_root / 'train.csv'} lists")
-        try:
-            model.load_state_dict(ini["state_dict"])
-        except RuntimeError as e:
-            raise ValueError(f"{ini_path} does not fit {cfg.model} (another architecture?): "
-                             f"{str(e).splitlines()[0]}") from None
+        load_state(model, ini, ini_path, cfg.model)
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
