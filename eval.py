@@ -9,11 +9,16 @@ test_post_competition.csv by usage; Ignored rows are skipped, as on Kaggle) and 
 test_post_competition.csv, unscored: use it with --dump_results to prepare a submission). Test-set
 spectrograms are read from the training folder's twin (specs_train_v1 -> specs_test_v1).
 
+Every clip of the set is predicted: one without a spectrogram (empty or unreadable audio, listed in the
+spectrogram folder's failed.txt) gets the training set's class prior as its posterior, is named in a warning
+and marked in the result file, and counts as predicted so when scored.
+
 Labelled sets print the per-class table, the overall accuracy and MAP@3, and save a confusion matrix
 (cmatrix_<name>.png) and per-class precision/recall/F-score bars (pr_re_f_<name>.png), where <name> is
 <set>_<spec_dir>_<fold>_<tag>. --dump_results saves the posteriors as probs_<name>.npz for fusion.py."""
 
 import argparse
+import sys
 from pathlib import Path
 
 from utils import paths
@@ -21,6 +26,8 @@ from utils.cli import add_model_args, run_cli
 from utils.evaluation import (
     SETS,
     Results,
+    class_prior,
+    describe_missing,
     encode_labels,
     predict_clips,
     report_and_plot,
@@ -81,19 +88,23 @@ def main(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     print(f"predicting {len(clips.fnames)} clips of set '{args.set}' from {clips.spec_dir} with {params_file} "
           f"on {device}")
-    probs = predict_clips(model, clips, args.max_len or config["max_len"], config["settings"]["valid_batch_size"],
-                          device)
+    prior = class_prior(data_root / "train.csv", classes)
+    probs, missing = predict_clips(model, clips, args.max_len or config["max_len"],
+                                   config["settings"]["valid_batch_size"], device, prior)
+    if missing.any():
+        print(describe_missing(clips, missing), file=sys.stderr)
 
     out_dir = Path(args.out_dir) if args.out_dir else paths.run_dir(exp_root, args.model)
     if args.dump_results:
         path = results_path(out_dir, args.set, spec_dir, params_file)
-        save_results(path, Results(clips.fnames, classes, probs, args.set))
+        save_results(path, Results(clips.fnames, classes, probs, args.set, missing))
         print(f"saved {path}")
     if y_true is not None:
         report, figures = report_and_plot(y_true, top_k(probs, 3), classes, out_dir,
                                           run_name(args.set, spec_dir, params_file))
         print(f"saved {', '.join(str(f) for f in figures)}")
-        print(f"\nResults of {params_file.name} on set '{args.set}'\n")
+        without = f" ({missing.sum()} without a spectrogram, scored with the class prior)" if missing.any() else ""
+        print(f"\nResults of {params_file.name} on set '{args.set}': {len(missing)} clips{without}\n")
         print(report)
 
 

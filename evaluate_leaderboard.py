@@ -5,15 +5,16 @@
 Sets: public, private or private_public; Ignored rows are never scored. Prints the per-class table, the
 overall accuracy and, last, MAP@3; saves cmatrix_leaderboard_<set>_<submission>.png and
 pr_re_f_leaderboard_<set>_<submission>.png. A malformed submission (wrong header, missing or duplicated
-clips, unknown labels, not exactly 3 labels a row) is an error, never a score."""
+clips, not exactly 3 labels a row) is an error, never a score. A label that is not a class name (Kaggle's
+sample_submission.csv has 'Hi-Hat' for 'Hi-hat') is scored as a miss, as Kaggle did, with one warning line."""
 
 import argparse
+import sys
 from pathlib import Path
 
 from utils import paths
 from utils.cli import run_cli
-from utils.evaluation import read_submission, report_and_plot, score_submission
-from utils.labels import FSDKAGGLE2018_CLASSES
+from utils.evaluation import SCORED_CLASSES, read_submission, report_and_plot, score_submission, unknown_labels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,9 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     submission = Path(args.submission_file)
     sub = read_submission(submission)
+    unknown = unknown_labels(sub)
+    if unknown:
+        shown = ", ".join(f"{label!r} x{n}" for label, n in sorted(unknown.items())[:5])
+        print(f"warning: {submission} names {len(unknown)} label(s) that are not class names ({shown}"
+              f"{', ...' if len(unknown) > 5 else ''}); each scores as a miss, as on Kaggle", file=sys.stderr)
     y_true, ranked = score_submission(sub, paths.data_root(args.data_root), args.set)
     out_dir = Path(args.out_dir) if args.out_dir else submission.parent
-    report, figures = report_and_plot(y_true, ranked, list(FSDKAGGLE2018_CLASSES), out_dir,
+    report, figures = report_and_plot(y_true, ranked, list(SCORED_CLASSES), out_dir,
                                       f"leaderboard_{args.set}_{submission.stem}")
     print(f"saved {', '.join(str(f) for f in figures)}")
     print(f"\n{submission.name} on the {args.set} leaderboard ({len(y_true)} clips)\n")

@@ -59,7 +59,9 @@ def main(args: argparse.Namespace) -> None:
     for f, w in zip(files, weights, strict=True):
         print(f"{w / total:.4f}  {f}")
     save_results(args.out, fused)
-    print(f"fused {len(files)} files ({len(fused.fnames)} clips, {len(fused.classes)} classes) into {args.out}")
+    prior = f"; {fused.missing.sum()} clips carry the class prior of a member" if fused.missing.any() else ""
+    print(f"fused {len(files)} files ({len(fused.fnames)} clips, {len(fused.classes)} classes) into {args.out}"
+          f"{prior}")
 
 
 if __name__ == "__main__":

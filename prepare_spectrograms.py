@@ -6,6 +6,8 @@
 Files run in parallel (--jobs). A file that fails is reported at the end and in <spec_path>/failed.txt; the
 others finish, and the exit status is 1. Outputs newer than their audio are skipped, so an interrupted run
 resumes. <spec_path>/manifest.json records the settings; a folder made with other settings is refused.
+With --dump, the spectrograms are also gathered into <spec_path>/store/, one memory-mapped file that the
+processes reading this folder share (utils/spec_store.py; rebuilt automatically when a .npy changes).
 """
 
 import argparse
@@ -13,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from utils.spec_store import open_store
 from utils.spectrogram_cache import (
     ManifestMismatch,
     build_manifest,
@@ -69,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
         results = prepare(files, args.spec_version, preprocess, spec_path if args.dump else None,
                           jobs=args.jobs, progress=not args.no_progress)
         status = report(results, spec_path if args.dump else None)
+        if args.dump:  # the shared store every consumer reads; built now so fold processes find it ready
+            open_store(spec_path, progress=not args.no_progress)
     if args.show:
         # Read back only outputs whose manifest was checked (--dump); the PNG goes to --spec_path anyway.
         show(files, args.show, args.spec_version, preprocess, spec_path if args.dump else None, spec_path)

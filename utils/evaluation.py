@@ -6,6 +6,8 @@ A result file is a plain .npz (no pickled objects; load with allow_pickle=False)
     classes (C,) str    the model's class list (column order of probs)
     probs   (N, C) f32  softmax posteriors
     set     ()  str     the evaluation set (valid, public, private, private_public, test)
+    missing (N,) bool   clips without a spectrogram (empty or unreadable audio): their probs are the training
+                        set's class prior (files written before this key existed read as all False)
 and is named probs_<set>_<spec_dir>_<fold>_<tag>.npz, so a model's folds can be globbed for fusion."""
 
 import csv
@@ -26,17 +28,18 @@ from utils.labels import FSDKAGGLE2018_CLASSES, LabelEncoder
 from utils.metrics import confusion_matrix, format_report, per_class_scores, top_k
 from utils.plots import plot_class_scores, plot_confusion_matrix, pyplot, save_figure
 from utils.predict import predict_logits, softmax
-from utils.spec_data import load_spectrograms
+from utils.spec_store import open_store
 
 SETS = ("valid", "public", "private", "private_public", "test")
 TEST_CSV = "test_post_competition.csv"
 # Kaggle scored Public and Private rows; 'Ignored' rows were padding and are never scored.
 USAGES_OF_SET = {"public": ("Public",), "private": ("Private",), "private_public": ("Public", "Private"),
                  "test": ("Public", "Private", "Ignored")}
-RESULT_KEYS = ("fnames", "classes", "probs", "set")
+RESULT_KEYS = ("fnames", "classes", "probs", "set")  # required; "missing" is optional
 SUBMISSION_HEADER = ["fname", "label"]
 TOP_K = 3
-PREDICT_CHUNK = 256  # clips loaded at once: a whole test set at max_len 3000 would not fit in memory
+NOT_A_CLASS = "(not a class name)"  # what a submission's unknown label is scored as: always a miss
+SCORED_CLASSES = (*FSDKAGGLE2018_CLASSES, NOT_A_CLASS)  # the index space of a scored submission
 
 
 @dataclass
@@ -53,6 +56,11 @@ class Results:
     classes: list[str]
     probs: np.ndarray
     set_name: str
+    missing: np.ndarray | None = None  # bool (N,): prior-filled clips; None: none
+
+    def __post_init__(self) -> None:
+        if self.missing is None:
+            self.missing = np.zeros(len(self.fnames), dtype=bool)
 
 
 def check_set(set_name: str) -> None:
@@ -94,15 +102,43 @@ def encode_labels(clips: ClipSet, classes: Sequence[str]) -> np.ndarray:
         raise ValueError(f"{clips.source}: {e}; the model cannot be scored on these clips") from None
 
 
-def predict_clips(model: nn.Module, clips: ClipSet, max_len: int, batch_size: int,
-                  device: torch.device) -> np.ndarray:
-    """Softmax posteriors (N, C) of every clip, whole clip tiled/clipped to max_len, loaded chunk by chunk."""
+def class_prior(train_csv: str | Path, classes: Sequence[str]) -> np.ndarray:
+    """The share of each class among the training clips: the best guess for a clip nothing is known of."""
+    counts = read_train_csv(train_csv)["label"].value_counts()
+    prior = np.array([counts.get(c, 0) for c in classes], dtype=np.float64)
+    if prior.sum() == 0:
+        raise DataError(f"{train_csv}: none of the model's classes occurs; cannot form a class prior")
+    return (prior / prior.sum()).astype(np.float32)
+
+
+def predict_clips(model: nn.Module, clips: ClipSet, max_len: int, batch_size: int, device: torch.device,
+                  prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax posteriors (N, C) of every clip, whole clip tiled/clipped to max_len, and the (N,) mask of
+    clips without a spectrogram (empty or unreadable audio), whose posterior is `prior`. The real test set
+    has such clips, and a submission needs a row for every one."""
+    store = open_store(clips.spec_dir)
+    missing = np.array([f not in store for f in clips.fnames], dtype=bool)
+    if missing.all():
+        raise DataError(f"none of the {len(missing)} clips of {clips.source} has a spectrogram in "
+                        f"{clips.spec_dir}; run prepare_spectrograms.py on them")
+    specs = [store.get(f, max_len) for f, m in zip(clips.fnames, missing, strict=True) if not m]
     model.to(device)
-    probs = []
-    for i in range(0, len(clips.fnames), PREDICT_CHUNK):
-        specs = load_spectrograms(clips.spec_dir, clips.fnames[i:i + PREDICT_CHUNK], max_len)
-        probs.append(softmax(predict_logits(model, specs, max_len, batch_size, device)))
-    return np.concatenate(probs).astype(np.float32)
+    found = softmax(predict_logits(model, specs, max_len, batch_size, device))
+    probs = np.empty((len(missing), found.shape[1]), np.float32)
+    probs[~missing] = found
+    if missing.any():
+        probs[missing] = prior
+    return probs, missing
+
+
+def describe_missing(clips: ClipSet, missing: np.ndarray, shown: int = 5) -> str:
+    """One warning line: how many clips lack a spectrogram, which, and where prepare_spectrograms said why."""
+    names = [f for f, m in zip(clips.fnames, missing, strict=True) if m]
+    failed = clips.spec_dir / "failed.txt"
+    why = f" (reasons in {failed})" if failed.is_file() else ""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return (f"warning: {len(names)} of {len(missing)} clips have no spectrogram in {clips.spec_dir}{why}; "
+            f"their posterior is the training set's class prior: {', '.join(names[:shown])}{more}")
 
 
 def run_name(set_name: str, spec_dir: str, params_file: str | Path) -> str:
@@ -123,7 +159,8 @@ def save_results(path: str | Path, results: Results) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object, so np.savez does not append another .npz
             np.savez(f, fnames=np.asarray(results.fnames, dtype=str), classes=np.asarray(results.classes, dtype=str),
-                     probs=np.asarray(results.probs, dtype=np.float32), set=np.asarray(results.set_name, dtype=str))
+                     probs=np.asarray(results.probs, dtype=np.float32), set=np.asarray(results.set_name, dtype=str),
+                     missing=np.asarray(results.missing, dtype=bool))
     atomic_write(path, write)
 
 
@@ -145,12 +182,15 @@ def load_results(path: str | Path) -> Results:
                              "eval.py --dump_results or fusion.py")
         try:
             data = {k: z[k] for k in RESULT_KEYS}
+            missing = z["missing"] if "missing" in z.files else None
         except ValueError as e:  # object arrays would need pickle
             raise ValueError(f"{path}: unreadable result file ({e})") from None
     for key in ("fnames", "classes", "set"):
         if data[key].dtype.kind != "U":
             raise ValueError(f"{path}: '{key}' must hold strings, got dtype {data[key].dtype}")
-    results = Results(data["fnames"], [str(c) for c in data["classes"]], data["probs"], str(data["set"]))
+    if missing is not None and (missing.dtype != bool or missing.shape != data["fnames"].shape):
+        raise ValueError(f"{path}: 'missing' must be one bool per clip, got {missing.dtype} {missing.shape}")
+    results = Results(data["fnames"], [str(c) for c in data["classes"]], data["probs"], str(data["set"]), missing)
     check_results(results, str(path))
     return results
 
@@ -194,7 +234,9 @@ def fuse(results: Sequence[Results], names: Sequence[str], weights: Sequence[flo
             raise ValueError(f"{name} and {ref_name} hold {how}; they cannot be averaged")
     weights = weights / weights.sum()
     probs = sum(w * r.probs.astype(np.float64) for w, r in zip(weights, results, strict=True))
-    return Results(ref.fnames, list(ref.classes), probs.astype(np.float32), ref.set_name)
+    # a clip any member filled with the prior is marked: its fused posterior is (partly) a guess
+    missing = np.logical_or.reduce([r.missing for r in results])
+    return Results(ref.fnames, list(ref.classes), probs.astype(np.float32), ref.set_name, missing)
 
 
 # --- submissions ---
@@ -218,11 +260,11 @@ def write_submission(path: str | Path, results: Results) -> None:
 
 
 def read_submission(path: str | Path) -> dict[str, list[str]]:
-    """fname -> its 3 labels, most likely first. Any malformed line is a DataError naming the line."""
+    """fname -> its 3 labels, most likely first. Any structural fault is a DataError naming the line; a label
+    that is not a class name is kept (Kaggle scored it as a miss, see unknown_labels)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: submission file not found")
-    known = set(FSDKAGGLE2018_CLASSES)
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
     if not rows or [c.strip() for c in rows[0]] != SUBMISSION_HEADER:
@@ -242,9 +284,6 @@ def read_submission(path: str | Path) -> dict[str, list[str]]:
         if len(labels) != TOP_K:
             raise DataError(f"{path}:{line}: expected {TOP_K} space-separated labels for {fname!r}, "
                             f"got {len(labels)}")
-        unknown = [label for label in labels if label not in known]
-        if unknown:
-            raise DataError(f"{path}:{line}: unknown label {unknown[0]!r}")
         if len(set(labels)) != len(labels):
             raise DataError(f"{path}:{line}: a label is repeated in {' '.join(labels)!r}")
         sub[fname] = labels
@@ -253,10 +292,22 @@ def read_submission(path: str | Path) -> dict[str, list[str]]:
     return sub
 
 
+def unknown_labels(sub: dict[str, list[str]]) -> dict[str, int]:
+    """Labels of a submission that are not class names (e.g. 'Hi-Hat' in Kaggle's sample), with their counts."""
+    known = set(FSDKAGGLE2018_CLASSES)
+    counts: dict[str, int] = {}
+    for labels in sub.values():
+        for label in labels:
+            if label not in known:
+                counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
 def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name: str
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(y_true, ranked) as indices into FSDKAGGLE2018_CLASSES for the scored clips of `set_name`.
-    The submission must cover every clip of the set and name no clip the test CSV does not list."""
+    """(y_true, ranked) as indices into SCORED_CLASSES for the scored clips of `set_name`; a label that is
+    not a class name gets the index of NOT_A_CLASS, a miss. The submission must cover every clip of the set
+    and name no clip the test CSV does not list; Ignored clips may be listed or not."""
     if set_name not in ("public", "private", "private_public"):
         raise ValueError(f"a submission is scored on public, private or private_public, not {set_name!r}")
     source = Path(data_root) / TEST_CSV
@@ -271,9 +322,10 @@ def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name:
                         f"e.g. {missing[0]!r}")
     if scored.empty:
         raise DataError(f"{source} has no clips in set '{set_name}'")
-    index = {c: i for i, c in enumerate(FSDKAGGLE2018_CLASSES)}
+    index = {c: i for i, c in enumerate(SCORED_CLASSES)}
+    miss = index[NOT_A_CLASS]
     y_true = np.array([index[label] for label in scored["label"]])
-    ranked = np.array([[index[label] for label in sub[f]] for f in scored["fname"]])
+    ranked = np.array([[index.get(label, miss) for label in sub[f]] for f in scored["fname"]])
     return y_true, ranked
 
 

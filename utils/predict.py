@@ -34,14 +34,21 @@ def predict_logits(model: nn.Module, specs: Sequence[np.ndarray], max_len: int, 
 
 @torch.no_grad()
 def predict_excerpts(model: nn.Module, specs: Sequence[np.ndarray], max_len: int, excerpt_len: int,
-                     n_excerpts: int, device: torch.device, rng: np.random.Generator) -> np.ndarray:
-    """Posteriors (N, C) averaged over n_excerpts random excerpts of each clip (tiled/clipped to max_len)."""
+                     n_excerpts: int, device: torch.device, rng: np.random.Generator,
+                     batch_excerpts_max: int = 256) -> np.ndarray:
+    """Posteriors (N, C) averaged over n_excerpts random excerpts of each clip (tiled/clipped to max_len).
+
+    The excerpts of several clips share a forward pass (up to batch_excerpts_max excerpts): one clip's 25 alone
+    leave a GPU mostly idle. Excerpts are drawn clip by clip, so the draws do not depend on the batching."""
     model.eval()
+    clips_per_pass = max(1, batch_excerpts_max // n_excerpts)
     probs = []
-    for spec in specs:
-        x = torch.from_numpy(batch_excerpts([spec] * n_excerpts, max_len, excerpt_len, rng)).to(device)
-        probs.append(torch.softmax(model(x).float(), dim=1).mean(0).cpu().numpy())
-    return np.stack(probs)
+    for i in range(0, len(specs), clips_per_pass):
+        chunk = specs[i:i + clips_per_pass]
+        x = batch_excerpts([s for s in chunk for _ in range(n_excerpts)], max_len, excerpt_len, rng)
+        p = torch.softmax(model(torch.from_numpy(x).to(device)).float(), dim=1)
+        probs.append(p.view(len(chunk), n_excerpts, -1).mean(1).cpu().numpy())
+    return np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -105,7 +105,10 @@ def self_verify(cfg: SelfVerifyConfig) -> dict:
         max_len = cfg.max_len or config["max_len"]
         specs = load_spectrograms(data_root / cfg.spec_dir, held_out["fname"], max_len)
         if cfg.stochastic:
-            probs = predict_excerpts(model, specs, max_len, settings["excerpt_len"], cfg.n_excerpts, device, rng)
+            # as many excerpt frames per pass as a validation batch of whole clips holds
+            per_pass = settings["valid_batch_size"] * max_len // settings["excerpt_len"]
+            probs = predict_excerpts(model, specs, max_len, settings["excerpt_len"], cfg.n_excerpts, device, rng,
+                                     batch_excerpts_max=per_pass)
         else:
             probs = softmax(predict_logits(model, specs, max_len, settings["valid_batch_size"], device))
         held_out = held_out.assign(fold=fold)

@@ -1,14 +1,15 @@
-"""Spectrograms in memory: loading a clip's cached .npy, fixing its length, drawing training excerpts.
+"""Spectrograms as the network sees them: a clip's frames from the shared store, its length fixed, training
+excerpts drawn.
 
 Clips are kept at their own length (clipped at max_len) and tiled only when an excerpt or a whole
-max_len view is cut, so the cache holds each clip once rather than 3000 frames of repeats."""
+max_len view is cut, so memory holds each clip once rather than 3000 frames of repeats."""
 
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from utils.dataset_csv import DataError
+from utils.spec_store import open_store
 
 
 def fix_length(spec: np.ndarray, length: int) -> np.ndarray:
@@ -22,20 +23,9 @@ def fix_length(spec: np.ndarray, length: int) -> np.ndarray:
 
 
 def load_spectrograms(spec_dir: str | Path, fnames: Sequence[str], max_len: int) -> list[np.ndarray]:
-    """One float32 (bins, <=max_len frames) array per fname, read from <spec_dir>/<stem>.npy."""
-    spec_dir = Path(spec_dir)
-    if not spec_dir.is_dir():
-        raise DataError(f"spectrogram folder {spec_dir} not found; run prepare_spectrograms.py first")
-    specs = []
-    for fname in fnames:
-        path = spec_dir / (Path(fname).stem + ".npy")
-        if not path.is_file():
-            raise DataError(f"{path}: spectrogram missing (listed in the CSV); run prepare_spectrograms.py")
-        spec = np.load(path, allow_pickle=False)
-        if spec.ndim != 2 or spec.shape[1] == 0:
-            raise DataError(f"{path}: expected a (bins, frames) spectrogram, got shape {spec.shape}")
-        specs.append(np.ascontiguousarray(spec[:, :max_len], dtype=np.float32))
-    return specs
+    """One float32 (bins, <=max_len frames) view per fname into the folder's shared store (utils.spec_store)."""
+    store = open_store(spec_dir)
+    return [store.get(fname, max_len) for fname in fnames]
 
 
 def random_excerpt(spec: np.ndarray, max_len: int, excerpt_len: int, rng: np.random.Generator) -> np.ndarray:

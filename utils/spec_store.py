@@ -1,0 +1,167 @@
+"""One memory-mapped file per spectrogram folder, shared by every process that reads the folder.
+
+The per-clip `<stem>.npy` files stay the readable cache; the store is built from them automatically:
+    <spec_dir>/store/frames-<id>.npy  float32 (total_frames, n_bins), the clips one after another
+    <spec_dir>/store/index.npz        stems, offsets, lengths, and each source .npy's size and mtime
+
+Frames are stored frame-major so the first max_len frames of a clip are one contiguous block: a process that
+clips to max_len touches only those pages. The pages live in the OS page cache, so the four fold processes of
+a node share one copy instead of holding four (each process's RSS counts the shared pages; PSS does not).
+
+The index is checked against the folder on every open (a stat per file); any added, removed or rewritten
+.npy rebuilds the store, under a lock so that fold processes starting together build it once."""
+
+import fcntl
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from utils.atomic import atomic_write
+from utils.dataset_csv import DataError
+
+STORE_DIR = "store"
+INDEX_NAME = "index.npz"
+LOCK_NAME = ".lock"
+
+
+class SpecStore:
+    """Read-only access to a folder's spectrograms as (n_bins, frames) views into the shared file."""
+
+    def __init__(self, spec_dir: Path, frames: np.ndarray, stems: np.ndarray, offsets: np.ndarray,
+                 lengths: np.ndarray):
+        self.spec_dir = spec_dir
+        self.frames = frames
+        self._where = {str(s): (int(o), int(n)) for s, o, n in zip(stems, offsets, lengths, strict=True)}
+
+    def __contains__(self, fname: str) -> bool:
+        return Path(fname).stem in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def get(self, fname: str, max_len: int | None = None) -> np.ndarray:
+        """The clip's (n_bins, <=max_len frames) spectrogram: a view, no copy."""
+        stem = Path(fname).stem
+        if stem not in self._where:
+            raise DataError(f"{self.spec_dir / (stem + '.npy')}: spectrogram missing (listed in the CSV); "
+                            "run prepare_spectrograms.py")
+        offset, length = self._where[stem]
+        if max_len is not None:
+            length = min(length, max_len)
+        return self.frames[offset:offset + length].T
+
+    def missing(self, fnames: Sequence[str]) -> list[str]:
+        return [f for f in fnames if f not in self]
+
+
+def _sources(spec_dir: Path) -> dict[str, os.stat_result]:
+    return {p.stem: p.stat() for p in spec_dir.glob("*.npy")}
+
+
+def _is_current(index: dict[str, np.ndarray], sources: dict[str, os.stat_result]) -> bool:
+    if len(index["stems"]) != len(sources):
+        return False
+    for stem, size, mtime in zip(index["stems"], index["sizes"], index["mtimes"], strict=True):
+        st = sources.get(str(stem))
+        if st is None or st.st_size != size or st.st_mtime_ns != mtime:
+            return False
+    return True
+
+
+def _read_index(store_dir: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(store_dir / INDEX_NAME, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError):
+        return None  # absent or unreadable: rebuilt
+
+
+@contextmanager
+def _locked(store_dir: Path) -> Iterator[None]:
+    store_dir.mkdir(exist_ok=True)
+    with open(store_dir / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build(spec_dir: Path, store_dir: Path, sources: dict[str, os.stat_result], progress: bool) -> None:
+    stems = sorted(sources)
+    shapes = []
+    for stem in stems:  # headers only (a memory map reads nothing more): validate before writing anything
+        path = spec_dir / f"{stem}.npy"
+        try:
+            head = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable .npy spectrogram ({e}); delete it and run "
+                            "prepare_spectrograms.py again") from None
+        shape, dtype = head.shape, head.dtype
+        del head
+        if len(shape) != 2 or shape[1] == 0 or dtype != np.float32:
+            raise DataError(f"{path}: expected a float32 (bins, frames) spectrogram, got {dtype} {shape}")
+        shapes.append(shape)
+    bins = {s[0] for s in shapes}
+    if len(bins) > 1:
+        raise DataError(f"{spec_dir}: spectrograms with different numbers of bins {sorted(bins)}")
+    lengths = np.array([s[1] for s in shapes], dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    n_bins = bins.pop() if bins else 0
+
+    frames_name = f"frames-{uuid.uuid4().hex[:12]}.npy"
+    tmp = store_dir / f".{frames_name}.tmp"
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(int(lengths.sum()), n_bins))
+        for stem, offset, length in tqdm(list(zip(stems, offsets, lengths, strict=True)), disable=not progress,
+                                         desc=f"store {spec_dir.name}", unit="clip"):
+            out[offset:offset + length] = np.load(spec_dir / f"{stem}.npy").T
+        out.flush()
+        del out
+        os.replace(tmp, store_dir / frames_name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+    def write_index(path: str) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, frames=np.asarray(frames_name), stems=np.asarray(stems, dtype=str), offsets=offsets,
+                     lengths=lengths, sizes=np.array([sources[s].st_size for s in stems], dtype=np.int64),
+                     mtimes=np.array([sources[s].st_mtime_ns for s in stems], dtype=np.int64))
+    atomic_write(store_dir / INDEX_NAME, write_index)
+    # Old frame files go; a process still mapping one keeps reading it until it exits (POSIX unlink).
+    for old in store_dir.glob("frames-*.npy"):
+        if old.name != frames_name:
+            old.unlink()
+
+
+def open_store(spec_dir: str | Path, progress: bool = False, retry: bool = True) -> SpecStore:
+    """The folder's store, (re)built first if any .npy was added, removed or rewritten since it was made."""
+    spec_dir = Path(spec_dir)
+    if not spec_dir.is_dir():
+        raise DataError(f"spectrogram folder {spec_dir} not found; run prepare_spectrograms.py first")
+    store_dir = spec_dir / STORE_DIR
+    sources = _sources(spec_dir)
+    index = _read_index(store_dir)
+    if index is None or not _is_current(index, sources):
+        with _locked(store_dir):
+            index = _read_index(store_dir)  # another process may have built it while we waited
+            sources = _sources(spec_dir)
+            if index is None or not _is_current(index, sources):
+                _build(spec_dir, store_dir, sources, progress)
+                index = _read_index(store_dir)
+    if len(index["stems"]) == 0:
+        return SpecStore(spec_dir, np.zeros((0, 0), np.float32), index["stems"], index["offsets"],
+                         index["lengths"])
+    try:
+        frames = np.load(store_dir / str(index["frames"]), mmap_mode="r")
+    except FileNotFoundError:
+        if retry:  # rebuilt by another process between reading the index and mapping its frames
+            return open_store(spec_dir, progress, retry=False)
+        raise
+    return SpecStore(spec_dir, frames, index["stems"], index["offsets"], index["lengths"])
