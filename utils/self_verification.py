@@ -19,6 +19,10 @@ from utils.model_files import load_model_file, model_settings
 from utils.predict import load_trained_model, pick_device, predict_excerpts, predict_logits, softmax
 from utils.spec_data import load_spectrograms
 
+# Excerpts of several clips per forward pass (5 clips of 25): one clip's 25 leave a GPU mostly idle, and 128
+# excerpts of 384 frames of the full network fit a small GPU's memory.
+EXCERPTS_PER_PASS = 128
+
 
 @dataclass
 class SelfVerifyConfig:
@@ -105,10 +109,8 @@ def self_verify(cfg: SelfVerifyConfig) -> dict:
         max_len = cfg.max_len or config["max_len"]
         specs = load_spectrograms(data_root / cfg.spec_dir, held_out["fname"], max_len)
         if cfg.stochastic:
-            # as many excerpt frames per pass as a validation batch of whole clips holds
-            per_pass = settings["valid_batch_size"] * max_len // settings["excerpt_len"]
             probs = predict_excerpts(model, specs, max_len, settings["excerpt_len"], cfg.n_excerpts, device, rng,
-                                     batch_excerpts_max=per_pass)
+                                     batch_excerpts_max=EXCERPTS_PER_PASS)
         else:
             probs = softmax(predict_logits(model, specs, max_len, settings["valid_batch_size"], device))
         held_out = held_out.assign(fold=fold)

@@ -36,6 +36,7 @@ class SpecStore:
                  lengths: np.ndarray):
         self.spec_dir = spec_dir
         self.frames = frames
+        self.lengths = lengths  # frames per clip, in the order of the index
         self._where = {str(s): (int(o), int(n)) for s, o, n in zip(stems, offsets, lengths, strict=True)}
 
     def __contains__(self, fname: str) -> bool:
