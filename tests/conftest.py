@@ -1,5 +1,6 @@
 """Shared fixtures: a small real-audio demo dataset with both spectrogram versions, built once per session."""
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,8 @@ import pytest
 
 import prepare_spectrograms
 from utils import paths
-from utils.demo_dataset import build_demo_dataset
+from utils.demo_dataset import PARAMS_FILE, build_demo_dataset
+from utils.spectrogram_cache import FAILED_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,15 +24,27 @@ DEMO_CLASSES = ["Bass_drum", "Flute", "Glockenspiel", "Hi-hat", "Trumpet"]
 
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data root: 5 classes x 24 train clips (noisy unverified labels) + 6 test clips, specs v1 and v2."""
+    """A data root: 5 classes x 24 train clips (noisy unverified labels) + 6 scored test clips, as many Ignored
+    padding clips and a few broken test wavs (no spectrogram; listed in specs_test_v*/failed.txt), specs v1 and
+    v2."""
     root = tmp_path_factory.mktemp("demo")
     build_demo_dataset(root, clips_per_class=24, test_clips_per_class=6, seed=3, classes=DEMO_CLASSES, jobs=2)
+    # like Kaggle's test download, the test set holds broken wavs (0 samples, or not audio at all)
+    broken = set(json.loads((root / PARAMS_FILE).read_text())["stats"]["broken_wavs"])
+    assert broken
     for version in (1, 2):
         for split in ("train", "test"):
+            spec_path = root / f"specs_{split}_v{version}"
             code = prepare_spectrograms.main(prepare_spectrograms.parse_args([
-                "--audio_path", str(root / f"audio_{split}"), "--spec_path", str(root / f"specs_{split}_v{version}"),
+                "--audio_path", str(root / f"audio_{split}"), "--spec_path", str(spec_path),
                 "--spec_version", str(version), "--dump", "--jobs", "2", "--no_progress"]))
-            assert code == 0
+            wavs = {p.name for p in (root / f"audio_{split}").glob("*.wav")}
+            failed = broken if split == "test" else set()
+            assert code == (1 if failed else 0)
+            if failed:  # failed.txt names exactly the broken clips, one line each
+                lines = (spec_path / FAILED_NAME).read_text().splitlines()
+                assert sorted(Path(line.split(": ", 1)[0]).name for line in lines) == sorted(failed)
+            assert {p.stem for p in spec_path.glob("*.npy")} == {Path(w).stem for w in wavs - failed}
     return root
 
 
