@@ -8,11 +8,11 @@ self-verification and the evaluation of every test clip. Run by hand on a full-s
 
 Every figure comes with a baseline from the same run:
 - preparation: files/s of --prep_files clips with all cores against one worker;
-- memory: four fold processes loading fold k's training and validation clips as train.py does (each process
-  then reads every frame it holds, as an epoch does), today's shared store against the former loading (every
-  process np.load()s its own copy). Reported: peak RSS per process (which counts shared pages in every process
-  that maps them) and the sum of PSS (each shared page split among its users: the memory really used), against
-  one copy of the clipped spectrograms;
+- memory: fold processes loading fold k's training and validation clips as train.py does (each process then
+  reads every frame it holds, as an epoch does), today's shared store against the former loading (every process
+  np.load()s its own copy; measured in one process, as four would fill the machine). Reported: peak RSS per
+  process (which counts shared pages in every process that maps them) and the sum of PSS (each shared page split
+  among its users: the memory really used), against one copy of the clipped spectrograms;
 - training: batch assembly from the store against in-RAM copies, and one real epoch of fold 1;
 - self-verification: clips/s with the excerpts of many clips per forward pass against one clip per pass;
 - evaluation: all test clips predicted (eval.py's predict_clips), clips/s.
@@ -87,8 +87,10 @@ def bench_memory(data_root: Path, spec_dir: str, max_len: int, n_procs: int) -> 
 
     open_store(data_root / spec_dir, progress=True)  # built once beforehand, as prepare_spectrograms does
     out = {}
-    for mode in ("copies", "store"):
-        for n in (1, n_procs):
+    # four processes of copies would need four copies of the data: at full size nearly all of a 24 GB machine,
+    # so the former loading is measured in one process and its four-process total is four times that
+    for mode, counts in (("copies", (1,)), ("store", (1, n_procs))):
+        for n in counts:
             hold = 5.0 + 2 * n
             procs = [subprocess.Popen([sys.executable, "-c", FOLD_CHILD, str(data_root), spec_dir, str(k % 4 + 1),
                                        str(max_len), mode, str(hold)], cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -213,12 +215,16 @@ def main() -> None:
         copy_mb = one_copy_mb(root, args.spec_dir, args.max_len)
         print(f"one copy of the clipped training spectrograms (max_len {args.max_len}): {copy_mb:.0f} MB", flush=True)
         r = bench_memory(root, args.spec_dir, args.max_len, args.procs)
-        for mode in ("copies", "store"):
-            one, many = r[(mode, 1)][0], r[(mode, args.procs)]
-            pss = sum(x["pss_mb"] for x in many)
-            print(f"memory, {mode}: one fold process peak RSS {one['peak_rss_mb']:.0f} MB (PSS {one['pss_mb']:.0f});"
-                  f" {args.procs} processes: peak RSS sum {sum(x['peak_rss_mb'] for x in many):.0f} MB, "
-                  f"PSS sum {pss:.0f} MB = {pss / copy_mb:.2f}x one copy", flush=True)
+        copies, store = r[("copies", 1)][0], r[("store", 1)][0]
+        many = r[("store", args.procs)]
+        pss, before = sum(x["pss_mb"] for x in many), args.procs * copies["pss_mb"]
+        print(f"memory of one fold process: copies (before) peak RSS {copies['peak_rss_mb']:.0f} MB, PSS "
+              f"{copies['pss_mb']:.0f} MB; store peak RSS {store['peak_rss_mb']:.0f} MB, PSS {store['pss_mb']:.0f} MB",
+              flush=True)
+        print(f"memory of {args.procs} fold processes: copies (before, {args.procs} x one) {before:.0f} MB = "
+              f"{before / copy_mb:.2f}x one copy; store: PSS sum {pss:.0f} MB = {pss / copy_mb:.2f}x one copy "
+              f"({before / pss:.2f}x less; peak RSS per process "
+              + ", ".join(f"{x['peak_rss_mb']:.0f}" for x in many) + " MB, shared pages counted in each)", flush=True)
     if "batches" not in args.skip:
         r = bench_batches(root, args.spec_dir, args.max_len)
         (a, va), (b, vb) = r.items()
