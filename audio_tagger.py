@@ -45,17 +45,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse flag values that would otherwise surface as torch or numpy errors deep inside the run."""
+    from utils.live_tagger import check_window
+
+    check_window(args.window)
+    if args.predict_every_k < 1:
+        raise ValueError(f"--predict_every_k must be at least 1, got {args.predict_every_k}")
+    if args.speed < 0:
+        raise ValueError(f"--speed must be >= 0, got {args.speed}")
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise ValueError(f"--max_seconds must be > 0, got {args.max_seconds}")
+
+
 def main(args: argparse.Namespace) -> int:
     from utils import live_tagger as lt
+    from utils.audio import AudioError
 
     if args.list_devices:
         print(lt.list_devices())
         return 0
     if not args.model or not args.params:
         raise ValueError("--model and --params are required (or --list_devices)")
+    check_args(args)
     # the source first: a missing microphone is reported before the model is loaded
     if args.input is not None:
-        source = lt.FileSource(args.input, speed=args.speed, normalize=not args.raw_level)
+        try:
+            source = lt.FileSource(args.input, speed=args.speed, normalize=not args.raw_level)
+        except AudioError as e:  # its message names the file; as ValueError run_cli prints it in one line
+            raise ValueError(f"--input {e}") from None
     else:
         source = lt.MicSource(lt.parse_device(args.device))
     predict, classes = lt.load_predictor(args.model, args.params, args.backend, args.window, args.threads)

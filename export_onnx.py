@@ -26,9 +26,10 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from utils.atomic import save_text
-    from utils.live_tagger import OnnxPredictor, export_onnx_model
+    from utils.live_tagger import OnnxPredictor, check_window, export_onnx_model
     from utils.predict import load_trained_model
 
+    check_window(args.window)  # before loading: a bad flag is reported without waiting for the model
     model, config = load_trained_model(args.model, args.params)
     model.eval()
     out = export_onnx_model(model, args.out, args.window)

@@ -4,13 +4,13 @@
 # With N GPUs, fold K runs on GPU (K-1) mod N (CUDA_VISIBLE_DEVICES): the GPUs work in parallel, folds sharing a
 # GPU one after another. Without GPUs (N_GPUS=0, the default when nvidia-smi finds none) the folds run one after
 # another on the CPU. Each fold logs to ${FSDTAG_EXP_ROOT:-experiments}/logs/NAME_fold<K>.log; FSDTAG_FOLDS
-# picks other folds ("1 3"). Exits non-zero naming the folds that failed; Ctrl-C stops every fold.
+# picks other folds ("1 3"). A resumed fold appends to its log. Exits non-zero naming the folds that failed;
+# Ctrl-C or SIGTERM stops every running fold at once.
 set -euo pipefail
 
-if [ $# -lt 2 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
-    exit 2
-fi
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+if [ $# -ge 1 ] && { [ "$1" = "-h" ] || [ "$1" = "--help" ]; }; then usage; exit 0; fi
+if [ $# -lt 2 ]; then usage >&2; exit 2; fi
 name=$1
 cmd=$2
 if [ $# -ge 3 ]; then
@@ -25,12 +25,23 @@ log_dir=${FSDTAG_EXP_ROOT:-experiments}/logs
 mkdir -p "$log_dir"
 status_dir=$(mktemp -d)
 trap 'rm -rf "$status_dir"' EXIT
-trap 'echo "run_experiment.sh $name: interrupted, stopping all folds" >&2; kill 0; exit 130' INT TERM
+# Folds run in the background and the script waits for them, because bash runs a trap only once the foreground
+# command has ended: a fold in the foreground would finish (and the next start) before the signal is acted on.
+stop() {
+    trap '' INT TERM  # the kill below reaches this shell too
+    echo "run_experiment.sh $name: $1, stopping all folds" >&2
+    kill -TERM 0 2>/dev/null || true
+    wait || true
+    exit "$2"
+}
+trap 'stop interrupted 130' INT
+trap 'stop terminated 143' TERM
 
 run_fold() {  # run_fold K GPU ('' for the CPU); records the exit status of fold K
     local k=$1 gpu=$2 log="$log_dir/${name}_fold$1.log" rc=0
     echo "CUDA_VISIBLE_DEVICES=$gpu $cmd --fold $k  (log: $log)"
-    CUDA_VISIBLE_DEVICES=$gpu bash -c "$cmd --fold $k" >"$log" 2>&1 || rc=$?
+    echo "=== $(date '+%Y-%m-%d %H:%M:%S') $name fold $k: $cmd --fold $k" >>"$log"
+    CUDA_VISIBLE_DEVICES=$gpu bash -c "$cmd --fold $k" >>"$log" 2>&1 || rc=$?
     echo "$rc" >"$status_dir/$k"
     if [ "$rc" -ne 0 ]; then tail -n 3 "$log" >&2; fi
 }
@@ -43,7 +54,10 @@ if [ "$n_gpus" -gt 0 ]; then
     done
     wait
 else
-    for k in $folds; do run_fold "$k" ""; done
+    for k in $folds; do
+        run_fold "$k" "" &
+        wait $!
+    done
 fi
 
 failed=()

@@ -12,6 +12,8 @@ loss over the folds) is written to <exp_root>/best_iterations.json for evaluatio
 With --launcher slurm the whole schedule is submitted at once: each per-fold step is a job array over the folds,
 chained with --dependency=afterok, scripts and logs in <exp_root>/slurm/ (see utils/launch_slurm.py); run the
 same command again to resume, and --status to follow it (exit 1 when a fold failed).
+A finished step counts only if its outputs were made with the same settings (epochs, seed, thresholds, ...):
+otherwise the schedule is refused, naming the setting, unless --redo retrains it and its model's later steps.
 --baseline runs the control: the same fine-tuning epochs on all labels, without self-verification."""
 
 import argparse
@@ -24,7 +26,7 @@ from utils.cli import run_cli
 from utils.launch_local import run_local
 from utils.launch_slurm import print_status, slurm_status, submit_slurm
 from utils.paths import add_root_args
-from utils.schedule import PRESETS, Preset, build_schedule, select_best_iterations
+from utils.schedule import PRESETS, Preset, build_schedule, redo_from, select_best_iterations, stale_steps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", action="store_true",
                         help="fine-tune on all labels of train.csv instead of self-verified ones (the control)")
     parser.add_argument("--dry_run", action="store_true", help="print the steps without running them")
+    parser.add_argument("--redo", action="store_true",
+                        help="retrain steps whose outputs were made with other settings (--epochs, --seed, ...) "
+                             "and every later step of their models; without it such a schedule is refused")
     parser.add_argument("--launcher", choices=["local", "slurm"], default="local",
                         help="local: one step after another on this machine; slurm: submit the schedule as jobs")
     parser.add_argument("--slurm_args", default="",
@@ -58,6 +63,17 @@ def main(args: argparse.Namespace) -> int:
     exp_root = paths.exp_root(args.exp_root).resolve()
     steps = build_schedule(preset, args.experiment_set, paths.data_root(args.data_root).resolve(), exp_root,
                            iterations, seed=args.seed, baseline=args.baseline, epochs=args.epochs)
+    stale = stale_steps(steps)
+    if stale and not args.status:
+        step, diff = stale[0]
+        if not args.redo:
+            raise ValueError(f"{step.name}: its outputs in {exp_root} were made with other settings "
+                             f"({'; '.join(diff)}); use a new --exp_root to keep them, or add --redo to retrain "
+                             f"it and the later steps of its model")
+        if not args.dry_run:
+            removed = redo_from(steps, stale)
+            print(f"--redo: {len(stale)} step(s) made with other settings, first {step.name} ({'; '.join(diff)}); "
+                  f"removed {len(removed)} output file(s) of it and the later steps of its model(s)", flush=True)
     if args.status:
         # the outputs on disk say what is done whatever the launcher; slurm's queue adds what runs or failed
         statuses = slurm_status(steps, exp_root)

@@ -6,13 +6,16 @@ Fine-tuning:  python train.py --model models/vgg_gap_spec1_2.py --spec_dir specs
 
 Outputs go to <exp_root>/<model name>/: params_<fold>_<tag>.pt (lowest verified validation loss),
 results_<fold>_<tag>.json (per-epoch log) and checkpoint_<fold>_<tag>.pt; the same command started
-again resumes from the checkpoint. Under torchrun, one fold trains on several GPUs (DDP)."""
+again resumes from the checkpoint (paths may be spelled otherwise; a change of substance is refused, naming it),
+and a second identical command while the first runs stops at once. Under torchrun, one fold trains on several
+GPUs (DDP)."""
 
 import argparse
+import os
 
 from utils import paths
 from utils.cli import add_model_args, run_cli
-from utils.training import TrainConfig, train
+from utils.training import TrainConfig, fold_lock, lock_path, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +46,12 @@ def main(args: argparse.Namespace) -> None:
                       train_file=args.train_file, tag=args.tag, max_len=args.max_len, ini_params=args.ini_params,
                       fine_tune=args.fine_tune, train_on=args.train_on, epochs=args.epochs, seed=args.seed,
                       device=args.device, amp=args.amp)
-    train(cfg)
+    # one process owns a fold's files (under torchrun, rank 0 writes them all)
+    if int(os.environ.get("RANK", "0")) != 0:
+        train(cfg)
+        return
+    with fold_lock(lock_path(cfg.exp_root, cfg.model, cfg.fold, cfg.tag)):
+        train(cfg)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ _PIPE_FORMATS = {
     "DOUBLE": ("floating-point", 64, "<f8", 1.0),
 }
 _DEFAULT_PIPE = _PIPE_FORMATS["PCM_16"]
+# the subtypes that can hold NaN/inf samples (integer PCM cannot)
+_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 
 class AudioError(Exception):
@@ -47,6 +49,8 @@ class AudioWarning(UserWarning):
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
     """Header of an audio file, or AudioError saying why there is none."""
     path = Path(path)
+    if path.is_dir():  # "file not found" kept in the text: callers and tests match on it
+        raise AudioError(f"{path}: file not found (a folder, not an audio file)")
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
     try:
@@ -67,7 +71,18 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: cannot decode audio ({_one_line(e)})") from None
     if len(signal) == 0:
         raise AudioError(f"{path}: empty audio file (0 samples)")
+    _check_finite(path, signal)
     return signal, sr
+
+
+def _check_finite(path: str | Path, signal: np.ndarray) -> None:
+    """NaN/inf samples (only float wavs can hold them) would become NaN spectrograms, or, through SoX, a
+    full-scale block of noise without a word: refuse the file instead."""
+    bad = ~np.isfinite(signal)
+    if bad.any():
+        first = int(np.argmax(bad.any(axis=1) if bad.ndim == 2 else bad))
+        raise AudioError(f"{path}: {int(bad.sum())} NaN/inf sample(s) (the first at sample {first}); "
+                         f"not a valid audio signal")
 
 
 @functools.cache
@@ -84,6 +99,8 @@ def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndar
     A clip that SoX trims to nothing comes back with zero samples; load_audio decides what to do then.
     """
     info = audio_info(path)
+    if info.subtype in _FLOAT_SUBTYPES:
+        read_audio(path)  # SoX silently turns NaN/inf into full-scale samples: read_audio refuses them first
     encoding, bits, dtype, scale = _PIPE_FORMATS.get(info.subtype, _DEFAULT_PIPE)
     if _which(sox_binary) is None:
         raise AudioError(f"{path}: the SoX binary '{sox_binary}' is not installed (apt-get install sox)")

@@ -2,7 +2,9 @@
 
 import os
 import shlex
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from utils.schedule import Step
@@ -28,7 +30,33 @@ def run_local(steps: list[Step], num_gpus: int, exp_root: Path, dry_run: bool = 
         print(shlex.join(command), flush=True)
         if dry_run:
             continue
-        result = subprocess.run(command, cwd=REPO, env=env)
-        if result.returncode != 0:
-            raise RuntimeError(f"step {step.name} failed (exit {result.returncode}); fix it and run the same "
+        returncode = run_stoppable(command, env)
+        if returncode != 0:
+            raise RuntimeError(f"step {step.name} failed (exit {returncode}); fix it and run the same "
                                f"command again to resume")
+
+
+def run_stoppable(command: list[str], env: dict[str, str]) -> int:
+    """Run a step in its own process group and pass SIGINT/SIGTERM on to that whole group, so that stopping
+    this launcher (Ctrl-C, or kill of its PID alone) stops run_experiment.sh and every fold it started."""
+    proc = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        # no waiting in here: the handler runs inside proc.wait() below, whose lock it would deadlock on
+        received.append(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        returncode = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        print(f"stopped: {signal.Signals(received[0]).name} passed on to the running step", file=sys.stderr)
+        raise SystemExit(128 + received[0])
+    return returncode

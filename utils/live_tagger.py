@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from utils.predict import softmax
+from utils.spec_data import fix_length
 from utils.spectrogram import N_BINS, V2_PARAMS, normalize_int16, to_int16, v2_frames_to_spectrogram
 
 SAMPLE_RATE = V2_PARAMS["sample_rate"]
@@ -352,10 +353,21 @@ class OnnxPredictor:
         return softmax(logits)[0]
 
 
+def check_window(window: int) -> None:
+    """A window the network can take; checked before any tracing or export, whose torch errors say nothing
+    about the flag."""
+    from utils.vgg_gap import MIN_FRAMES
+
+    if window < MIN_FRAMES:
+        raise ValueError(f"--window must be at least {MIN_FRAMES} frames (the network's smallest input, "
+                         f"{MIN_FRAMES / FRAMES_PER_SECOND:.2f} s), got {window}")
+
+
 def export_onnx_model(model, out: str | Path, window: int = 256) -> Path:
     """Write the model (BatchNorm folded, eval mode) as ONNX with a dynamic time axis; returns the path."""
     import torch
 
+    check_window(window)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = fold_batchnorm(model)
@@ -379,6 +391,7 @@ def load_predictor(model_file: str | Path, params_file: str | Path, backend: str
     from utils.model_files import load_model_file, model_settings
     from utils.predict import load_trained_model
 
+    check_window(window)
     settings = model_settings(load_model_file(model_file))
     if settings["spec_version"] != 2:
         raise ValueError(f"{model_file} is trained on spectrogram version {settings['spec_version']}; the live "
@@ -403,7 +416,8 @@ def load_predictor(model_file: str | Path, params_file: str | Path, backend: str
 
 @dataclass
 class Prediction:
-    end_frame: int           # the window is frames [end_frame - window, end_frame) of the stream
+    end_frame: int           # the window is frames [end_frame - window, end_frame) of the stream (all of
+                             # them, tiled, when the stream is shorter than the window)
     probs: np.ndarray        # (n_classes,) float64
     latency: float           # seconds from the arrival of the window's newest audio to the posterior
     compute: float           # seconds the model took
@@ -420,12 +434,16 @@ class TaggerStats:
     started: float | None = None  # perf_counter() of the first audio, for the live predictions-per-second
     latencies: list[float] = field(default_factory=list)
     computes: list[float] = field(default_factory=list)
+    tiled_from: int = 0  # frames of a stream shorter than the window, tiled to fill it for its one prediction
 
     def summary(self) -> str:
         rate = self.predictions / self.wall_seconds if self.wall_seconds > 0 else 0.0
         due = self.predictions + self.skipped
         parts = [f"{self.predictions} predictions in {self.wall_seconds:.1f} s ({rate:.1f}/s) over "
                  f"{self.audio_seconds:.1f} s of audio", f"{self.skipped} skipped of {due} due"]
+        if self.tiled_from:
+            parts.append(f"the audio gave only {self.tiled_from} frames, tiled to fill the window as offline "
+                         f"evaluation tiles short clips")
         if self.latencies:
             lat = np.array(self.latencies) * 1000
             comp = np.array(self.computes) * 1000
@@ -439,13 +457,12 @@ class LiveTagger:
 
     A prediction is due whenever the stream passes a multiple of k frames (once the window is full). feed() makes
     at most one prediction, on the newest window; due points it passed without predicting count as skipped.
+    A stream that ends before filling one window gets one prediction at finish() on its frames tiled to the
+    window (utils.spec_data.fix_length), as offline evaluation tiles a short clip, instead of none at all.
     """
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], window: int = 256, predict_every_k: int = 10):
-        from utils.vgg_gap import MIN_FRAMES
-
-        if window < MIN_FRAMES:
-            raise ValueError(f"--window must be at least {MIN_FRAMES} frames (the network's smallest input)")
+        check_window(window)
         if predict_every_k < 1:
             raise ValueError("--predict_every_k must be at least 1")
         self.predict = predict
@@ -490,9 +507,16 @@ class LiveTagger:
         return self._maybe_predict(block.arrival)
 
     def finish(self, arrival: float | None = None) -> Prediction | None:
-        """End of the stream: the zero-padded tail frames, and a last prediction if one is due."""
+        """End of the stream: the zero-padded tail frames, and a last prediction if one is due (or, for a stream
+        shorter than the window, its only prediction, on its frames tiled to the window)."""
         self._append(self.features.flush())
-        return self._maybe_predict(time.perf_counter() if arrival is None else arrival)
+        arrival = time.perf_counter() if arrival is None else arrival
+        n = self.n_frames
+        if 0 < n < self.window:
+            self.stats.frames = n
+            self.stats.tiled_from = n
+            return self._predict(fix_length(self.current_window(), self.window), arrival, 0)
+        return self._maybe_predict(arrival)
 
     def _maybe_predict(self, arrival: float) -> Prediction | None:
         n = self.n_frames
@@ -502,8 +526,12 @@ class LiveTagger:
             return None
         skipped = point - self._last_point - 1
         self._last_point = point
+        return self._predict(self.current_window(), arrival, skipped)
+
+    def _predict(self, window: np.ndarray, arrival: float, skipped: int) -> Prediction:
+        n = self.n_frames
         start = time.perf_counter()
-        probs = self.predict(self.current_window())
+        probs = self.predict(window)
         done = time.perf_counter()
         pred = Prediction(n, probs, done - arrival, done - start, skipped)
         self.stats.predictions += 1

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 DATA_ROOT_ENV = "FSDTAG_DATA_ROOT"
+TRAIN_CSV = "train.csv"  # the dataset's own labels, always read from the data root
 EXP_ROOT_ENV = "FSDTAG_EXP_ROOT"
 
 

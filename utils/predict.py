@@ -1,5 +1,6 @@
 """Running a trained network over spectrograms: whole clips or random excerpts, softmax posteriors."""
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -8,8 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.model_files import load_model_file
+from utils.model_files import load_model_file, model_settings
 from utils.spec_data import batch_excerpts, batch_whole
+
+# must equal utils.spectrogram_cache.MANIFEST_NAME; not imported from there, which pulls in plotting and audio
+MANIFEST_NAME = "manifest.json"
+# the model-file settings that decide which features a network was trained on
+PAIRING_KEYS = ("spec_version", "preprocessing")
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -58,18 +64,81 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
-    """A params file: {'state_dict', 'config'}; plain tensors and builtins, so weights_only loading works."""
+    """A params file: {'state_dict', 'config'}; plain tensors and builtins, so weights_only loading works.
+
+    Any file torch cannot read (empty, truncated, not a torch file) is a ValueError naming the file: torch's own
+    errors name no file, and for weights_only they even advise unsafe loading, which is never the fix here."""
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"parameter file {path} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"parameter file {path} not found")
-    params = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(params, dict) or "state_dict" not in params or "config" not in params:
-        raise ValueError(f"{path} is not an fsdtag parameter file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is not a readable fsdtag parameter file (empty file)")
+    try:
+        params = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # EOFError, UnpicklingError, RuntimeError (zip), ...: torch has no single error type
+        raise ValueError(f"{path} is not a readable fsdtag parameter file (truncated or corrupt: "
+                         f"{type(e).__name__})") from None
+    if (not isinstance(params, dict) or "state_dict" not in params or not isinstance(params.get("config"), dict)
+            or "classes" not in params["config"]):
+        raise ValueError(f"{path} is not an fsdtag parameter file (no state_dict, config and class list)")
     return params
 
 
+def check_pairing(config: dict[str, Any], params_file: str | Path, model_file: str | Path,
+                  settings: dict[str, Any] | None = None) -> None:
+    """Refuse params trained on other features than the model file's: same architecture means the weights load
+    without complaint, yet a v1-trained net fed v2 spectrograms (or trimmed audio's net fed untrimmed) predicts
+    nonsense. config is the params file's; settings the model file's (loaded from model_file when None).
+    Params files written before the training settings were recorded carry no 'settings' and are not checked."""
+    trained = config.get("settings")
+    if not isinstance(trained, dict):
+        return
+    if settings is None:
+        settings = model_settings(load_model_file(model_file))
+    for key in PAIRING_KEYS:
+        if key in trained and trained[key] != settings[key]:
+            raise ValueError(f"{params_file} was trained with {describe_features(trained)}, but {model_file} "
+                             f"uses {describe_features(settings)}; pick the model file the params were trained "
+                             f"with ({config.get('model', 'see its config')})")
+
+
+def describe_features(settings: dict[str, Any]) -> str:
+    """'spectrogram version 2 without SoX preprocessing': the settings that decide what a network is fed."""
+    pp = settings.get("preprocessing")
+    how = "" if pp is None else " with SoX preprocessing" if pp else " without SoX preprocessing"
+    return f"spectrogram version {settings.get('spec_version', '?')}{how}"
+
+
+def check_spec_folder(spec_dir: str | Path, config: dict[str, Any], params_file: str | Path) -> None:
+    """Refuse a spectrogram folder whose manifest.json records other features than the params were trained on.
+
+    config is the params file's. Nothing to compare (a folder without a manifest, params without recorded
+    settings) passes: such folders and params predate the records, and the spec_dir name is checked elsewhere."""
+    spec_dir = Path(spec_dir)
+    trained = config.get("settings")
+    manifest_file = spec_dir / MANIFEST_NAME
+    if not isinstance(trained, dict) or not manifest_file.is_file():
+        return
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{manifest_file}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{manifest_file}: not a spectrogram manifest")
+    made = {"spec_version": manifest.get("spec_version"),
+            "preprocessing": (manifest.get("preprocessing") or {}).get("sox_silence_clipping")}
+    for key in PAIRING_KEYS:
+        if key in trained and made[key] is not None and made[key] != trained[key]:
+            raise ValueError(f"{spec_dir} holds {describe_features(made)} (its {MANIFEST_NAME}), but {params_file} "
+                             f"was trained on {describe_features(trained)}")
+
+
 def load_state(model: nn.Module, params: dict[str, Any], params_file: str | Path, model_file: str | Path) -> None:
-    """Load a params file's state_dict, turning a shape/key mismatch into a one-line error."""
+    """Load a params file's state_dict into the model file's network, refusing params trained on other features
+    (check_pairing) and turning a shape/key mismatch into a one-line error."""
+    check_pairing(params["config"], params_file, model_file)
     try:
         model.load_state_dict(params["state_dict"])
     except RuntimeError as e:
@@ -78,8 +147,10 @@ def load_state(model: nn.Module, params: dict[str, Any], params_file: str | Path
 
 
 def load_trained_model(model_file: str | Path, params_file: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the model file's network for the params' classes and load the params into it."""
+    """Build the model file's network for the params' classes and load the params into it (checked by
+    load_state: features and architecture)."""
     params = load_params(params_file)
-    model = load_model_file(model_file).build_model(n_classes=len(params["config"]["classes"]))
+    module = load_model_file(model_file)
+    model = module.build_model(n_classes=len(params["config"]["classes"]))
     load_state(model, params, params_file, model_file)
     return model, params["config"]

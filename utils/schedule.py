@@ -8,12 +8,14 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from utils import paths
 from utils.atomic import save_json
 from utils.folds import N_FOLDS
+from utils.model_files import load_model_file, model_settings
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,34 @@ class Step:
     outputs: list[Path] = field(default_factory=list)
     model: str = ""
     tag: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)  # what its outputs must have been made with
 
     def done(self) -> bool:
         return all(output_done(p) for p in self.outputs)
+
+    def differences(self) -> list[str]:
+        """Settings in which the step's existing outputs (finished or not) differ from this schedule's, as
+        'key: recorded -> wanted'; empty when there are none or they match."""
+        for path in self.outputs:
+            recorded = recorded_settings(path)
+            if recorded is None:
+                continue
+            diff = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in self.settings.items()
+                    if _comparable(recorded.get(k)) != _comparable(v)]
+            if diff:
+                return diff
+        return []
+
+    def files(self) -> list[Path]:
+        """Everything the step writes, for --redo: logs, parameters, checkpoints, train files, summaries."""
+        out = []
+        for path in self.outputs:
+            if path.name.startswith("results_"):
+                fold_tag = path.stem.removeprefix("results_")
+                out += [path, path.with_name(f"params_{fold_tag}.pt"), path.with_name(f"checkpoint_{fold_tag}.pt")]
+            else:
+                out += [path, path.with_suffix(".summary.json")]
+        return out
 
     def shell(self) -> str:
         return shlex.join(self.command)
@@ -70,6 +97,40 @@ def output_done(path: Path) -> bool:
     return True
 
 
+def _comparable(value: Any) -> Any:
+    # a file setting is compared by name: the schedule and a run may spell its folder differently
+    return Path(value).name if isinstance(value, str) and ("/" in value or value.endswith((".csv", ".py"))) else value
+
+
+def recorded_settings(path: Path) -> dict[str, Any] | None:
+    """The settings an output was made with: a training log's config, a self-verified file's summary config."""
+    source = path if path.suffix == ".json" else path.with_suffix(".summary.json")
+    try:
+        return json.loads(source.read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return None  # absent, or not ours to judge: the launcher decides from the outputs alone
+
+
+def stale_steps(steps: list[Step]) -> list[tuple[Step, list[str]]]:
+    return [(step, diff) for step in steps if (diff := step.differences())]
+
+
+def redo_from(steps: list[Step], stale: list[tuple[Step, list[str]]]) -> list[Path]:
+    """Remove the outputs of the stale steps and of every later step of the same models (they were built on
+    them); returns the removed files."""
+    first = {}
+    for step, _ in stale:
+        first.setdefault(step.model, steps.index(step))
+    removed = []
+    for i, step in enumerate(steps):
+        if step.model in first and i >= first[step.model]:
+            for f in step.files():
+                if f.exists():
+                    f.unlink()
+                    removed.append(f)
+    return removed
+
+
 def train_logs(exp_root: Path, model: str, tag: str) -> list[Path]:
     return [paths.log_path(exp_root, model, k, tag) for k in range(1, N_FOLDS + 1)]
 
@@ -80,6 +141,12 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
     of train.csv (no self-verification) with the same epochs: the control the evidence compares against."""
     iterations = preset.iterations if iterations is None else iterations
     py = sys.executable
+
+    def train_settings(model: str, fine_tune: bool, **extra: Any) -> dict[str, Any]:
+        own = model_settings(load_model_file(model))
+        resolved = epochs if epochs is not None else own["fine_tune_epochs" if fine_tune else "epochs"]
+        return {"seed": seed, "max_len": preset.max_len, "epochs": resolved, "fine_tune": fine_tune, **extra}
+
     roots = ["--data_root", str(data_root), "--exp_root", str(exp_root), "--max_len", str(preset.max_len)]
     epochs_args = [] if epochs is None else ["--epochs", str(epochs)]
     steps: list[Step] = []
@@ -88,7 +155,8 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
             steps.append(Step(f"pretrain_{paths.model_name(model)}", "pretrain", True,
                               [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
                                "--seed", str(seed), *epochs_args],
-                              train_logs(exp_root, model, "it0"), model, "it0"))
+                              train_logs(exp_root, model, "it0"), model, "it0",
+                              train_settings(model, False, spec_dir=spec_dir, train_on="all")))
     if experiment_set in ("finetune", "all"):
         prefix = "base" if baseline else "it"
         for i in range(iterations):
@@ -106,13 +174,18 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                          "--train_file", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
                          "--k_per_class", str(preset.k_per_class), "--stochastic",
                          "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)],
-                        [paths.run_dir(exp_root, model) / train_file], model, prev))
+                        [paths.run_dir(exp_root, model) / train_file], model, prev,
+                        {"seed": seed, "max_len": preset.max_len, "top_probs_thresh": preset.top_probs_thresh,
+                         "k_per_class": preset.k_per_class, "n_excerpts": preset.n_excerpts, "stochastic": True,
+                         "spec_dir": spec_dir}))
                 steps.append(Step(
                     f"finetune_{name}_{new}", "finetune", True,
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
                      "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
                      "--seed", str(seed), *epochs_args] + (["--train_on", "all"] if baseline else []),
-                    train_logs(exp_root, model, new), model, new))
+                    train_logs(exp_root, model, new), model, new,
+                    train_settings(model, True, spec_dir=spec_dir, train_file=train_file,
+                                   train_on="all" if baseline else "verified")))
     return steps
 
 

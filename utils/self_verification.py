@@ -16,7 +16,14 @@ from utils.atomic import save_json, save_text
 from utils.dataset_csv import read_train_csv
 from utils.folds import N_FOLDS, load_folds, split_fold
 from utils.model_files import load_model_file, model_settings
-from utils.predict import load_trained_model, pick_device, predict_excerpts, predict_logits, softmax
+from utils.predict import (
+    check_spec_folder,
+    load_trained_model,
+    pick_device,
+    predict_excerpts,
+    predict_logits,
+    softmax,
+)
 from utils.spec_data import load_spectrograms
 
 # Excerpts of several clips per forward pass (5 clips of 25): one clip's 25 leave a GPU mostly idle, and 128
@@ -59,9 +66,26 @@ def accept(labels: np.ndarray, probs: np.ndarray, top_probs_thresh: float, k_per
 
 
 def output_path(cfg: SelfVerifyConfig) -> Path:
-    """A bare file name goes into the model's run dir, next to the parameters that produced it."""
+    """A bare file name goes into the model's run dir, next to the parameters that produced it. It never takes
+    the data root's name (train.csv): train.py reads that name from the data root only, and a self-verified copy
+    under it would be mistaken for, or shadow, the dataset's own labels."""
     path = Path(cfg.train_file)
+    if path.name == paths.TRAIN_CSV:
+        raise ValueError(f"--train_file {cfg.train_file}: a self-verified file may not be named {paths.TRAIN_CSV} "
+                         "(the dataset's own file); use e.g. train_self_verified_it0.csv")
     return path if path.parent != Path(".") else paths.run_dir(cfg.exp_root, cfg.model) / path
+
+
+def check_config(cfg: SelfVerifyConfig) -> None:
+    """Flags that would otherwise reach numpy or torch as an empty batch or a meaningless threshold."""
+    if not 0 <= cfg.top_probs_thresh < 1:
+        raise ValueError(f"--top_probs_thresh must be in [0, 1) (a posterior), got {cfg.top_probs_thresh}")
+    if cfg.k_per_class < 1:
+        raise ValueError(f"--k_per_class must be at least 1, got {cfg.k_per_class}")
+    if cfg.n_excerpts < 1:
+        raise ValueError(f"--n_excerpts must be at least 1, got {cfg.n_excerpts}")
+    if cfg.max_len is not None and cfg.max_len < 1:
+        raise ValueError(f"--max_len must be at least 1, got {cfg.max_len}")
 
 
 def summarize(held_out: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, dict]:
@@ -91,6 +115,8 @@ def summarize(held_out: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame,
 
 def self_verify(cfg: SelfVerifyConfig) -> dict:
     """Score every fold's held-out unverified clips with that fold's model, accept, write the train file."""
+    check_config(cfg)
+    out_path = output_path(cfg)
     settings = model_settings(load_model_file(cfg.model))
     device = pick_device(cfg.device)
     data_root = Path(cfg.data_root)
@@ -107,6 +133,7 @@ def self_verify(cfg: SelfVerifyConfig) -> dict:
         classes = config["classes"]
         _, _, held_out = split_fold(train, folds, fold)  # only clips this fold's model never trained on
         max_len = cfg.max_len or config["max_len"]
+        check_spec_folder(data_root / cfg.spec_dir, config, params)
         specs = load_spectrograms(data_root / cfg.spec_dir, held_out["fname"], max_len)
         if cfg.stochastic:
             probs = predict_excerpts(model, specs, max_len, settings["excerpt_len"], cfg.n_excerpts, device, rng,
@@ -132,7 +159,6 @@ def self_verify(cfg: SelfVerifyConfig) -> dict:
 
     out = train.copy()
     out.loc[out["fname"].isin(held_out["fname"][mask]), "manually_verified"] = 1
-    out_path = output_path(cfg)
     save_text(out_path, out.to_csv(index=False))
 
     table, totals = summarize(held_out, classes)

@@ -4,9 +4,14 @@
 train epoch -> validate -> log -> checkpoint. Randomness is derived from (seed, epoch, batch), so a run
 resumed from a checkpoint draws exactly the batches, excerpts and mixup weights of an unbroken run."""
 
+import fcntl
+import hashlib
 import math
 import os
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,12 @@ from utils.dataset_csv import read_train_csv
 from utils.folds import check_fold, load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.model_files import load_model_file, model_settings
-from utils.predict import load_params, load_state, pick_device, predict_logits
+from utils.predict import check_spec_folder, load_params, load_state, pick_device, predict_logits
 from utils.spec_data import batch_excerpts, load_spectrograms
+
+# Where files are and which device runs them do not change a run's result: a checkpoint resumes whatever they are.
+WHERE_KEYS = ("data_root", "exp_root", "device")
+PATH_KEYS = ("model", "train_file", "ini_params")  # compared by file name: a respelled path is the same file
 
 
 @dataclass
@@ -68,16 +77,70 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def resolve_train_file(name: str, run_dir: Path, data_root: Path) -> Path:
-    """A path (with a folder) as given; a bare name from the model's run dir (self-verified files), else from the
-    data root, never from the working directory."""
+    """A path (with a folder) as given; the data root's name (train.csv) always from the data root; another bare
+    name from the model's run dir (self-verified files), else from the data root; never from the working
+    directory."""
     if Path(name).name != name:
         if Path(name).is_file():
             return Path(name)
         raise FileNotFoundError(f"train file {name} not found")
+    if name == paths.TRAIN_CSV:  # a stray copy in the run dir must never shadow the dataset's own labels
+        if (data_root / name).is_file():
+            return data_root / name
+        raise FileNotFoundError(f"train file {data_root / name} not found")
     for candidate in (run_dir / name, data_root / name):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"train file {name} found neither in {run_dir} nor in {data_root}")
+
+
+def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings of substance in which a checkpoint's run and this one differ, as 'key: saved -> now'."""
+    def substance(cfg: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in cfg.items() if k not in WHERE_KEYS}
+        for key in PATH_KEYS:
+            if out.get(key) is not None:
+                out[key] = Path(out[key]).name
+        return out
+
+    a, b = substance(saved), substance(now)
+    # keys a checkpoint of an older version lacks cannot be compared; everything else must agree
+    return [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in a if a[k] != b.get(k)]
+
+
+def data_fingerprint(*files: Path) -> str:
+    """What the run learns from, by content: the train file and the folds (not where they are)."""
+    digest = hashlib.sha1()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def lock_path(exp_root: str | Path, model: str | Path, fold: int, tag: str) -> Path:
+    return paths.run_dir(exp_root, model) / f".lock_{fold}_{tag}"
+
+
+@contextmanager
+def fold_lock(path: Path) -> Iterator[None]:
+    """One process owns a fold's outputs: a second identical command stops at once, naming the first. The OS
+    drops the lock when its process dies, so a killed run never leaves a stale one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise RuntimeError(f"{owner} is already training these outputs ({path.with_suffix('')}); wait for it "
+                               "to finish, or use another --exp_root or --tag") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def resolve_ini_params(template: str, fold: int, run_dir: Path) -> Path:
@@ -139,6 +202,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     else:
         base_lr, epochs, decay_from = settings["lr"], settings["epochs"], settings["decay_from"]
         alpha = settings["mixup_alpha"]
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {cfg.epochs}")
     if cfg.epochs is not None:  # keep the schedule's shape: decay starts at the same fraction of the run
         decay_from = round(decay_from * cfg.epochs / epochs)
         epochs = cfg.epochs
@@ -157,9 +222,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     data_root, run_dir = Path(cfg.data_root), paths.run_dir(cfg.exp_root, cfg.model)
     folds = load_folds(data_root)
     encoder = LabelEncoder.from_labels(read_train_csv(data_root / "train.csv")["label"])
-    train_df = read_train_csv(resolve_train_file(cfg.train_file, run_dir, data_root))
+    train_path = resolve_train_file(cfg.train_file, run_dir, data_root)
+    train_df = read_train_csv(train_path)
     train_part, valid, _ = split_fold(train_df, folds, cfg.fold, verified_only=train_on == "verified")
     spec_dir = data_root / cfg.spec_dir
+    check_spec_folder(spec_dir, {"settings": settings}, cfg.model)  # features the model file was made for
     train_specs = load_spectrograms(spec_dir, train_part["fname"], cfg.max_len)
     valid_specs = load_spectrograms(spec_dir, valid["fname"], cfg.max_len)
     train_y = encoder.encode(train_part["label"])
@@ -183,14 +250,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ckpt_file = paths.checkpoint_path(cfg.exp_root, cfg.model, cfg.fold, cfg.tag)
     run_config = {**asdict(cfg), "settings": settings, "classes": encoder.classes, "epochs": epochs,
                   "decay_from": decay_from, "base_lr": base_lr, "mixup_alpha": alpha, "train_on": train_on,
-                  "n_train": len(train_part), "n_valid": len(valid), "world_size": world}
+                  "n_train": len(train_part), "n_valid": len(valid), "world_size": world,
+                  "data_sha1": data_fingerprint(train_path, data_root / "folds.csv")}
 
     # resume: same command, same outputs, continue after the last completed epoch
     start_epoch, best_loss, history = 0, math.inf, []
     if ckpt_file.is_file():
         ckpt = torch.load(ckpt_file, map_location=device, weights_only=True)
-        if ckpt["config"] != run_config:
-            raise ValueError(f"{ckpt_file} was written by a run with other settings; delete it to start over")
+        differences = resume_differences(ckpt["config"], run_config)
+        if differences:
+            raise ValueError(f"{ckpt_file} was written by a run with other settings ({'; '.join(differences)}); "
+                             f"use another --exp_root or --tag to keep both, or delete it to start this run over")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, best_loss, history = ckpt["epoch"], ckpt["best_valid_loss"], ckpt["history"]
