@@ -38,6 +38,7 @@ from utils.evaluation import (
 )
 from utils.metrics import top_k
 from utils.predict import load_trained_model, pick_device
+from utils.vgg_gap import MIN_FRAMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> None:
+    # checked before any file is read; 0 would otherwise fall back to the trained length unnoticed
+    if args.max_len is not None and args.max_len < MIN_FRAMES:
+        raise ValueError(f"--max_len must be at least {MIN_FRAMES} frames (the network's smallest input), got "
+                         f"{args.max_len}; leave it out to use the length the model was trained with")
     exp_root, data_root = paths.exp_root(args.exp_root), paths.data_root(args.data_root)
     if args.params:
         params_file = Path(args.params)

@@ -32,6 +32,13 @@ def expand(patterns: list[str]) -> list[list[str]]:
     return groups
 
 
+def check_out(out: str) -> None:
+    """Refuse an --out that cannot become the fused file before any result file is read."""
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the fused file's name, e.g. {path / 'fused.npz'}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("set", choices=SETS, help="the set the result files hold (test for a submission)")
@@ -43,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> None:
+    check_out(args.out)
     groups = expand(args.results)
     if args.weights is not None and len(args.weights) != len(groups):
         raise ValueError(f"--weights needs one weight per RESULTS argument ({len(groups)}), got {len(args.weights)}")

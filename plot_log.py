@@ -26,10 +26,7 @@ def main(args: argparse.Namespace) -> None:
         path = Path(name)
         if not path.is_file():
             raise FileNotFoundError(f"log {path} not found")
-        history = json.loads(path.read_text())["history"]
-        if not history:
-            raise ValueError(f"{path} has no completed epoch yet")
-        histories.append(history)
+        histories.append(read_history(path, "acc" if args.acc else "loss"))
         labels.append(path.stem)
     fig = plot_curves(histories, labels, "acc" if args.acc else "loss", args.folds_avg)
     if args.out or not has_display():
@@ -38,6 +35,27 @@ def main(args: argparse.Namespace) -> None:
         print(f"saved {out}")
     else:
         pyplot(interactive=True).show()
+
+
+def read_history(path: Path, metric: str) -> list[dict]:
+    """The per-epoch rows of a train.py log, each with train_/valid_<metric>; any other file is a ValueError
+    naming it (json's own errors name no file, and a missing key would end in a traceback)."""
+    hint = "give a results_<fold>_<tag>.json written by train.py"
+    try:
+        log = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON training log ({e}); {hint}") from None
+    history = log.get("history") if isinstance(log, dict) else None
+    if not isinstance(history, list):
+        raise ValueError(f"{path}: no \"history\" list of epochs, so not a training log; {hint}")
+    if not history:
+        raise ValueError(f"{path} has no completed epoch yet")
+    keys = ("epoch", f"train_{metric}", f"valid_{metric}")
+    for n, row in enumerate(history, start=1):
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), int | float) for k in keys):
+            raise ValueError(f"{path}: epoch entry {n} of \"history\" lacks a number for one of "
+                             f"{', '.join(keys)}; {hint}")
+    return history
 
 
 if __name__ == "__main__":

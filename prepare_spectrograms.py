@@ -8,6 +8,7 @@ others finish, and the exit status is 1. Outputs newer than their audio are skip
 resumes. <spec_path>/manifest.json records the settings; a folder made with other settings is refused.
 With --dump, the spectrograms are also gathered into <spec_path>/store/, one memory-mapped file that the
 processes reading this folder share (utils/spec_store.py; rebuilt automatically when a .npy changes).
+Without --dump nothing is written: the clips are only computed, as a check (--spec_path alone is refused).
 """
 
 import argparse
@@ -15,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from utils.cli import run_cli
 from utils.spec_store import open_store
 from utils.spectrogram_cache import (
     ManifestMismatch,
@@ -34,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     io.add_argument("--file_list", default=None,
                     help="optional CSV with an 'fname' column (or one name per line) naming the clips to use; "
                          "listed files that are missing are reported as failures")
-    io.add_argument("--spec_path", default=None, help="output folder (required with --dump)")
+    io.add_argument("--spec_path", default=None,
+                    help="output folder (required with --dump; with --show alone, where the PNG goes)")
     io.add_argument("--dump", action="store_true", help="write the spectrograms (otherwise only check)")
     io.add_argument("--show", type=int, default=0, metavar="N",
                     help="plot N spectrograms; without a display, save a PNG to --spec_path (or the cwd)")
@@ -52,6 +55,12 @@ def main(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec_path) if args.spec_path else None
     if args.dump and spec_path is None:
         print("error: --dump needs --spec_path", file=sys.stderr)
+        return 2
+    if spec_path is not None and not args.dump and not args.show:
+        # an output folder without --dump used to compute every clip, then write nothing to it
+        print(f"error: --spec_path {spec_path} without --dump would write nothing there; add --dump to write the "
+              "spectrograms (or leave out --spec_path to only check that the clips can be computed)",
+              file=sys.stderr)
         return 2
     try:
         files = list_audio(args.audio_path, args.file_list)
@@ -72,6 +81,9 @@ def main(args: argparse.Namespace) -> int:
         results = prepare(files, args.spec_version, preprocess, spec_path if args.dump else None,
                           jobs=args.jobs, progress=not args.no_progress)
         status = report(results, spec_path if args.dump else None)
+        if not args.dump:  # "420 computed" alone could read as if spectrograms had been saved
+            print("nothing was written: without --dump the clips are only computed, as a check; "
+                  "add --dump --spec_path DIR to write them")
         if args.dump:  # the shared store every consumer reads; built now so fold processes find it ready
             open_store(spec_path, progress=not args.no_progress)
     if args.show:
@@ -81,4 +93,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args()))
+    run_cli(main, parse_args())

@@ -4,6 +4,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from utils.atomic import WriteError
 from utils.dataset_csv import DataError
 from utils.paths import add_root_args
 
@@ -23,10 +24,11 @@ def add_model_args(parser: argparse.ArgumentParser, spec_dir_required: bool = Tr
 
 
 def run_cli(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> None:
-    """Run a script's main; expected failures (bad input, missing files) end with one line, not a traceback."""
+    """Run a script's main; expected failures (bad input, missing files, an output that cannot be written) end
+    with one line, not a traceback."""
     try:
         code = main(args)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+    except (DataError, WriteError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

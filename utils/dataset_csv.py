@@ -27,6 +27,9 @@ def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected header {','.join(columns)}")
+    if df.empty:  # caught here, a header-only file is not mistaken later for a dataset too small to split
+        raise DataError(f"{path}: no clips, only the header; it needs one row per clip "
+                        f"({','.join(columns)})")
     _check_fnames(path, df)
     return df
 

@@ -13,6 +13,7 @@ and is named probs_<set>_<spec_dir>_<fold>_<tag>.npz, so a model's folds can be 
 import csv
 import io
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,25 +167,31 @@ def save_results(path: str | Path, results: Results) -> None:
 
 def load_results(path: str | Path) -> Results:
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"result file {path} is a folder; give the .npz file (or a glob pattern)")
     if not path.is_file():
         raise FileNotFoundError(f"result file {path} not found")
+    redo = "write it again with eval.py --dump_results or fusion.py"
+    if path.stat().st_size == 0:  # np.load's EOFError would say nothing of the file
+        raise ValueError(f"{path}: empty file, not a result file; {redo}")
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile):  # ValueError: neither .npz nor .npy, or a pickle
-        raise ValueError(f"{path}: not a result file (an .npz written by eval.py --dump_results or fusion.py)"
-                         ) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # ValueError: neither .npz nor .npy, or a pickle
+        raise ValueError(f"{path}: not a result file (not an .npz, or truncated); {redo}") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: a single array, not a result file (.npz)")
     with z:
         missing = [k for k in RESULT_KEYS if k not in z.files]
         if missing:
-            raise ValueError(f"{path}: not a result file (missing {', '.join(missing)}); write it with "
-                             "eval.py --dump_results or fusion.py")
+            raise ValueError(f"{path}: not a result file (missing {', '.join(missing)}); {redo}")
         try:
             data = {k: z[k] for k in RESULT_KEYS}
             missing = z["missing"] if "missing" in z.files else None
         except ValueError as e:  # object arrays would need pickle
-            raise ValueError(f"{path}: unreadable result file ({e})") from None
+            raise ValueError(f"{path}: unreadable result file ({e}); {redo}") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a member cut short or overwritten
+            raise ValueError(f"{path}: truncated or corrupt result file ({type(e).__name__}: {e}); {redo}"
+                             ) from None
     for key in ("fnames", "classes", "set"):
         if data[key].dtype.kind != "U":
             raise ValueError(f"{path}: '{key}' must hold strings, got dtype {data[key].dtype}")
@@ -265,8 +272,19 @@ def read_submission(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: submission file not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:  # e.g. saved as Latin-1 by a spreadsheet; the codec's error names no line
+        raw = e.object  # the bytes after a BOM, which e.start counts in
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the submission as "
+                        "UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     if not rows or [c.strip() for c in rows[0]] != SUBMISSION_HEADER:
         got = ",".join(rows[0]) if rows else "an empty file"
         raise DataError(f"{path}:1: expected the header {','.join(SUBMISSION_HEADER)}, got {got!r}")

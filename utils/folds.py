@@ -19,13 +19,25 @@ N_FOLDS = 4
 FOLDS_SEED = 4711
 
 
-def make_folds(train: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = FOLDS_SEED) -> pd.DataFrame:
-    """fname, fold (1..n_folds), verified (the original flag): one row per training clip."""
+def make_folds(train: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = FOLDS_SEED,
+               source: str | Path = "train.csv") -> pd.DataFrame:
+    """fname, fold (1..n_folds), verified (the original flag): one row per training clip. `source` names the
+    file `train` was read from, for error messages."""
     fold = np.zeros(len(train), dtype=int)
     for verified in (1, 0):
         idx = np.flatnonzero(train["manually_verified"].to_numpy() == verified)
         if len(idx) < n_folds:
-            raise DataError(f"need at least {n_folds} clips with manually_verified={verified}, got {len(idx)}")
+            raise DataError(f"{source}: need at least {n_folds} clips with manually_verified={verified}, "
+                            f"got {len(idx)}")
+        counts = pd.Series(train["label"].to_numpy()[idx]).value_counts()
+        if counts.max() < n_folds:
+            # sklearn's own error ("n_splits=4 cannot be greater than the number of members in each class")
+            # names neither the file nor the classes
+            shown = ", ".join(f"{label}: {n}" for label, n in counts.head(8).items())
+            more = f" and {len(counts) - 8} more" if len(counts) > 8 else ""
+            raise DataError(f"{source}: every class has fewer than {n_folds} clips with manually_verified="
+                            f"{verified} ({shown}{more}), too few for a stratified {n_folds}-fold split; give at "
+                            f"least one class {n_folds} such clips")
         skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             # small classes (fewer clips than folds) are expected in small datasets; they still get split
@@ -39,11 +51,17 @@ def make_folds(train: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = FOLDS_SE
 def load_folds(data_root: str | Path) -> pd.DataFrame:
     """Read <data_root>/folds.csv, creating it from <data_root>/train.csv the first time."""
     data_root = Path(data_root)
-    path = data_root / "folds.csv"
-    train = read_train_csv(data_root / "train.csv")
+    path, train_path = data_root / "folds.csv", data_root / "train.csv"
+    train = read_train_csv(train_path)
     if not path.is_file():
-        save_text(path, make_folds(train).to_csv(index=False))
-    folds = pd.read_csv(path, dtype={"fname": str, "label": str})
+        save_text(path, make_folds(train, source=train_path).to_csv(index=False))
+    recompute = f"delete it to recompute the folds from {train_path}"
+    try:
+        folds = pd.read_csv(path, dtype={"fname": str, "label": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: corrupt folds file ({str(e).splitlines()[0]}); {recompute}") from None
+    if "fold" in folds.columns and not folds["fold"].isin(range(1, N_FOLDS + 1)).all():
+        raise DataError(f"{path}: corrupt folds file (a fold is not a number in 1..{N_FOLDS}); {recompute}")
     # same clips, labels and verified flags: a rebuilt or edited train.csv must not inherit stale folds
     expected = train.set_index("fname")[["label", "manually_verified"]]
     if (list(folds.columns) != ["fname", "label", "fold", "verified"] or len(folds) != len(train)
@@ -51,7 +69,7 @@ def load_folds(data_root: str | Path) -> pd.DataFrame:
             or not (folds.set_index("fname")["label"].reindex(expected.index) == expected["label"]).all()
             or not (folds.set_index("fname")["verified"].reindex(expected.index)
                     == expected["manually_verified"]).all()):
-        raise DataError(f"{path} does not match {data_root / 'train.csv'}; delete it to recompute the folds")
+        raise DataError(f"{path} does not match {train_path}; {recompute}")
     return folds
 
 

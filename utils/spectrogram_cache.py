@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import save_json, save_npy, save_text
+from utils.atomic import WriteError, save_json, save_npy, save_text
 from utils.audio import AudioError, sox_version
 from utils.plots import has_display, pyplot, save_figure
 from utils.spectrogram import spectrogram_from_file, spectrogram_params
@@ -121,7 +121,8 @@ def is_up_to_date(npy: Path, audio: Path) -> bool:
 # ---- the work ---------------------------------------------------------------------------------------------
 
 def process_file(audio: str, version: int, preprocess: bool, out: str | None) -> FileResult:
-    """One clip, never raising: the result says what happened. Runs in a worker process."""
+    """One clip: the result says what happened. Runs in a worker process. Raises only a WriteError (full disk,
+    no permission), which every later clip would hit as well."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -131,6 +132,8 @@ def process_file(audio: str, version: int, preprocess: bool, out: str | None) ->
             status, message, n_frames = ("written" if out else "computed"), "", spec.shape[1]
         except AudioError as e:
             status, message, n_frames = "failed", str(e), 0
+        except WriteError:  # a full disk (or a read-only folder) fails every clip after this one: stop the run
+            raise
         except Exception as e:  # one odd file must not end a 9,500-file run
             status, message, n_frames = "failed", f"{audio}: {type(e).__name__}: {e}", 0
     return FileResult(audio, status, message.replace("\n", " "), [str(w.message) for w in caught], n_frames)
@@ -163,9 +166,14 @@ def prepare(files: list[Path], version: int, preprocess: bool = True, spec_path:
         return results
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), initializer=_limit_threads) as pool:
         futures = [pool.submit(process_file, *task) for task in todo]
-        # The bar (and its monitor thread) starts after the workers are forked.
-        for future in tqdm(as_completed(futures), **bar):
-            results.append(future.result())
+        try:
+            # The bar (and its monitor thread) starts after the workers are forked.
+            for future in tqdm(as_completed(futures), **bar):
+                results.append(future.result())
+        except BaseException:
+            # leaving the with block would wait for every queued clip; a failed write or ^C stops them now
+            pool.shutdown(cancel_futures=True)
+            raise
     return results
 
 
