@@ -37,7 +37,7 @@ from utils.evaluation import (
     select_clips,
 )
 from utils.metrics import top_k
-from utils.predict import load_trained_model, pick_device
+from utils.predict import check_spec_folder, load_trained_model, pick_device
 from utils.vgg_gap import MIN_FRAMES
 
 
@@ -86,6 +86,7 @@ def main(args: argparse.Namespace) -> None:
         raise ValueError(f"{params_file} was trained for fold {config.get('fold')}; validating it on fold {fold} "
                          "would score clips it trained on")
     clips = select_clips(data_root, args.set, spec_dir, fold, args.test_spec_dir)
+    check_spec_folder(clips.spec_dir, config, params_file)  # e.g. a --test_spec_dir of the other version
     if not clips.fnames:
         raise ValueError(f"set '{args.set}' has no clips in {clips.source}")
     y_true = None if clips.labels is None else encode_labels(clips, classes)  # fail before predicting
