@@ -116,18 +116,15 @@ def _build(spec_dir: Path, store_dir: Path, sources: dict[str, os.stat_result], 
     n_bins = bins.pop() if bins else 0
 
     frames_name = f"frames-{uuid.uuid4().hex[:12]}.npy"
-    tmp = store_dir / f".{frames_name}.tmp"
-    try:
+
+    def write_frames(tmp: str) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(int(lengths.sum()), n_bins))
         for stem, offset, length in tqdm(list(zip(stems, offsets, lengths, strict=True)), disable=not progress,
                                          desc=f"store {spec_dir.name}", unit="clip"):
             out[offset:offset + length] = np.load(spec_dir / f"{stem}.npy").T
         out.flush()
         del out
-        os.replace(tmp, store_dir / frames_name)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(store_dir / frames_name, write_frames)
 
     def write_index(path: str) -> None:
         with open(path, "wb") as f:
