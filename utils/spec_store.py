@@ -12,6 +12,7 @@ The index is checked against the folder on every open (a stat per file); any add
 .npy rebuilds the store, under a lock so that fold processes starting together build it once."""
 
 import fcntl
+import mmap
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -138,6 +139,24 @@ def _build(spec_dir: Path, store_dir: Path, sources: dict[str, os.stat_result], 
             old.unlink()
 
 
+def map_frames(path: Path) -> np.ndarray:
+    """The frames file mapped read-only, advised for random access. By default a page fault also maps the
+    neighbouring pages (read-ahead, fault-around): frames past max_len and the clips of other folds, which then
+    count in every process's memory. MADV_RANDOM maps just what is read."""
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        offset = f.tell()
+        if fortran_order or dtype != np.float32 or len(shape) != 2:
+            raise DataError(f"{path}: not a store frames file; delete {path.parent} to rebuild it")
+        if shape[0] == 0:
+            return np.zeros(shape, np.float32)
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped.madvise(mmap.MADV_RANDOM)
+    return np.ndarray(shape, dtype, buffer=mapped, offset=offset)
+
+
 def open_store(spec_dir: str | Path, progress: bool = False, retry: bool = True) -> SpecStore:
     """The folder's store, (re)built first if any .npy was added, removed or rewritten since it was made."""
     spec_dir = Path(spec_dir)
@@ -157,7 +176,7 @@ def open_store(spec_dir: str | Path, progress: bool = False, retry: bool = True)
         return SpecStore(spec_dir, np.zeros((0, 0), np.float32), index["stems"], index["offsets"],
                          index["lengths"])
     try:
-        frames = np.load(store_dir / str(index["frames"]), mmap_mode="r")
+        frames = map_frames(store_dir / str(index["frames"]))
     except FileNotFoundError:
         if retry:  # rebuilt by another process between reading the index and mapping its frames
             return open_store(spec_dir, progress, retry=False)
