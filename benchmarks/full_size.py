@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A child process: load fold k's clips as train.py does (store or copies), touch every frame, report memory.
 FOLD_CHILD = """
-import json, resource, sys, time
+import json, resource, sys
 import numpy as np
 from pathlib import Path
 import torch  # a fold process holds torch, as train.py does
@@ -53,11 +53,13 @@ else:  # the former loading: every process reads its own copy of each clip
     specs = [np.ascontiguousarray(np.load(data_root / spec_dir / (Path(f).stem + ".npy"))[:, :max_len],
                                   dtype=np.float32) for f in fnames]
 total = sum(float(s.sum()) for s in specs)  # an epoch reads every frame
+print("loaded", flush=True)
+sys.stdin.readline()  # measured only once every process has loaded: a page's PSS is split among its users then
 pss = sum(int(line.split()[1]) for line in open("/proc/self/smaps_rollup") if line.startswith("Pss:"))
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "pss_mb": pss / 1024, "n_clips": len(specs),
                   "frames": int(sum(s.shape[1] for s in specs)), "checksum": total}), flush=True)
-time.sleep(float(sys.argv[6]))  # stay alive until the others have measured too
+sys.stdin.readline()  # stay alive until the others have measured too
 """
 
 
@@ -91,14 +93,19 @@ def bench_memory(data_root: Path, spec_dir: str, max_len: int, n_procs: int) -> 
     # so the former loading is measured in one process and its four-process total is four times that
     for mode, counts in (("copies", (1,)), ("store", (1, n_procs))):
         for n in counts:
-            hold = 5.0 + 2 * n
             procs = [subprocess.Popen([sys.executable, "-c", FOLD_CHILD, str(data_root), spec_dir, str(k % 4 + 1),
-                                       str(max_len), mode, str(hold)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-                     for k in range(n)]
-            # Each child prints once it has loaded and read everything, then waits, so that the PSS of all
-            # of them is taken while all are alive (a shared page is split among its users).
+                                       str(max_len), mode], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True) for k in range(n)]
+            # Every child loads and reads its clips, then waits; all measure together, then all exit.
+            for p in procs:
+                assert p.stdout.readline().strip() == "loaded"
+            for p in procs:
+                p.stdin.write("\n")
+                p.stdin.flush()
             reports = [json.loads(p.stdout.readline()) for p in procs]
             for p in procs:
+                p.stdin.write("\n")
+                p.stdin.close()
                 p.wait()
             out[(mode, n)] = reports
             print(f"  {mode:6s} x{n}: peak RSS " + ", ".join(f"{r['peak_rss_mb']:.0f}" for r in reports)
