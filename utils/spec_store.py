@@ -15,7 +15,7 @@ import fcntl
 import mmap
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,9 +56,6 @@ class SpecStore:
         if max_len is not None:
             length = min(length, max_len)
         return self.frames[offset:offset + length].T
-
-    def missing(self, fnames: Sequence[str]) -> list[str]:
-        return [f for f in fnames if f not in self]
 
 
 def _sources(spec_dir: Path) -> dict[str, os.stat_result]:
