@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse flag values that would otherwise surface as torch or numpy errors deep inside the run."""
-    from utils.live_tagger import check_window
+    from utils.live.predictors import check_window
 
     check_window(args.window)
     if args.predict_every_k < 1:
@@ -63,11 +63,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from utils import live_tagger as lt
     from utils.audio import AudioError
+    from utils.live.features import FRAMES_PER_SECOND
+    from utils.live.predictors import load_predictor
+    from utils.live.sources import FileSource, MicSource, list_devices, parse_device
+    from utils.live.tagger import LiveTagger, run_stream
+    from utils.live.views import PlotView, TerminalView, draw_view, save_view, top_classes
 
     if args.list_devices:
-        print(lt.list_devices())
+        print(list_devices())
         return 0
     if not args.model or not args.params:
         raise ValueError("--model and --params are required (or --list_devices)")
@@ -75,41 +79,41 @@ def main(args: argparse.Namespace) -> int:
     # the source first: a missing microphone is reported before the model is loaded
     if args.input is not None:
         try:
-            source = lt.FileSource(args.input, speed=args.speed, normalize=not args.raw_level)
+            source = FileSource(args.input, speed=args.speed, normalize=not args.raw_level)
         except AudioError as e:  # its message names the file; as ValueError run_cli prints it in one line
             raise ValueError(f"--input {e}") from None
     else:
-        source = lt.MicSource(lt.parse_device(args.device))
-    predict, classes = lt.load_predictor(args.model, args.params, args.backend, args.window, args.threads)
-    tagger = lt.LiveTagger(predict, window=args.window, predict_every_k=args.predict_every_k)
+        source = MicSource(parse_device(args.device))
+    predict, classes = load_predictor(args.model, args.params, args.backend, args.window, args.threads)
+    tagger = LiveTagger(predict, window=args.window, predict_every_k=args.predict_every_k)
 
     from utils.plots import has_display
 
     live_plot = not args.headless and has_display()
     if not args.headless and not live_plot:
         print("no display: showing the terminal line instead (use --headless to say so)", file=sys.stderr)
-    view = lt.PlotView(classes, top=args.top) if live_plot else lt.TerminalView(classes, top=3)
+    view = PlotView(classes, top=args.top) if live_plot else TerminalView(classes, top=3)
     what = args.input or f"input device {source.info.get('name')!r} at {source.rate} Hz"
     print(f"tagging {what} with {len(classes)} classes: window {args.window} frames, a prediction every "
-          f"{args.predict_every_k} frames ({lt.FRAMES_PER_SECOND / args.predict_every_k:.1f}/s); Ctrl-C ends",
+          f"{args.predict_every_k} frames ({FRAMES_PER_SECOND / args.predict_every_k:.1f}/s); Ctrl-C ends",
           file=sys.stderr)
     try:
-        stats = lt.run_stream(tagger, source, view, max_seconds=args.max_seconds)
+        stats = run_stream(tagger, source, view, max_seconds=args.max_seconds)
     finally:
         if args.save_view:
             if live_plot:
                 from utils.plots import save_figure
 
-                lt.draw_view(view.fig, tagger, classes, args.top)
+                draw_view(view.fig, tagger, classes, args.top)
                 save_figure(view.fig, args.save_view)
             else:
-                lt.save_view(tagger, classes, args.save_view, top=args.top)
+                save_view(tagger, classes, args.save_view, top=args.top)
         view.close()
     print(stats.summary(), file=sys.stderr)
     if args.save_view:
         print(f"last view: {args.save_view}", file=sys.stderr)
     if tagger.last is not None:
-        tops = ", ".join(f"{c} {p:.3f}" for c, p in lt.top_classes(tagger.last.probs, classes, args.top))
+        tops = ", ".join(f"{c} {p:.3f}" for c, p in top_classes(tagger.last.probs, classes, args.top))
         print(f"last prediction: {tops}")
     return 0
 

@@ -26,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from utils.atomic import save_text
-    from utils.live_tagger import OnnxPredictor, check_window, export_onnx_model
+    from utils.live.predictors import OnnxPredictor, check_window, export_onnx_model
     from utils.predict import load_trained_model
 
     check_window(args.window)  # before loading: a bad flag is reported without waiting for the model

@@ -16,7 +16,7 @@ import argparse
 import time
 
 from utils.cli import run_cli
-from utils.demo_dataset import (
+from utils.demo.dataset import (
     SIZES,
     build_from_params,
     default_jobs,
@@ -25,7 +25,7 @@ from utils.demo_dataset import (
     make_params,
     plan_dataset,
 )
-from utils.demo_synth import CLASSES
+from utils.demo.synth import CLASSES
 from utils.paths import DATA_ROOT_ENV, data_root
 
 

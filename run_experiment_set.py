@@ -10,7 +10,7 @@ Each per-fold step launches run_experiment.sh (one fold per GPU). Finished steps
 command resumes a killed schedule. At the end, each model's best iteration (lowest mean verified validation
 loss over the folds) is written to <exp_root>/best_iterations.json for evaluation and fusion.
 With --launcher slurm the whole schedule is submitted at once: each per-fold step is a job array over the folds,
-chained with --dependency=afterok, scripts and logs in <exp_root>/slurm/ (see utils/launch_slurm.py); run the
+chained with --dependency=afterok, scripts and logs in <exp_root>/slurm/ (see utils/launch/slurm.py); run the
 same command again to resume, and --status to follow it (exit 1 when a fold failed).
 A finished step counts only if its outputs were made with the same settings (epochs, seed, thresholds, ...):
 otherwise the schedule is refused, naming the setting, unless --redo retrains it and its model's later steps.
@@ -23,10 +23,10 @@ import torch
 
 from utils import paths
 from utils.cli import run_cli
-from utils.launch_local import run_local
-from utils.launch_slurm import print_status, slurm_status, submit_slurm
+from utils.launch.local import run_local
+from utils.launch.schedule import PRESETS, Preset, build_schedule, redo_from, select_best_iterations, stale_steps
+from utils.launch.slurm import print_status, slurm_status, submit_slurm
 from utils.paths import add_root_args
-from utils.schedule import PRESETS, Preset, build_schedule, redo_from, select_best_iterations, stale_steps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

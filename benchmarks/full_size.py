@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from utils.paths import REPO
 
 # A child process: load fold k's clips as train.py does (store or copies), touch every frame, report memory.
 FOLD_CHILD = """

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from utils import paths
+from utils.launch.schedule import PRESETS, fold_summary
+from utils.paths import REPO
 from utils.plots import pyplot, save_figure
-from utils.schedule import PRESETS, fold_summary
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def variants(model, window: int, threads: int) -> dict:
 
     import torch
 
-    from utils.live_tagger import OnnxPredictor, TorchPredictor, export_onnx_model
+    from utils.live.predictors import OnnxPredictor, TorchPredictor, export_onnx_model
 
     def eager(x):
         with torch.no_grad():
@@ -79,7 +79,7 @@ def variants(model, window: int, threads: int) -> dict:
 
 def feature_rtf(seconds: float = 10.0, block: int = 512) -> float:
     """Seconds of feature extraction per second of audio, streamed in microphone-sized blocks."""
-    from utils.live_tagger import SAMPLE_RATE, OnlineV2
+    from utils.live.features import SAMPLE_RATE, OnlineV2
 
     x = (np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(np.float32)
     online = OnlineV2()
@@ -95,7 +95,9 @@ def stream_check(predict, classes: int, seconds: float, window: int, k: int) -> 
 
     import soundfile as sf
 
-    from utils.live_tagger import SAMPLE_RATE, FileSource, LiveTagger, run_stream
+    from utils.live.features import SAMPLE_RATE
+    from utils.live.sources import FileSource
+    from utils.live.tagger import LiveTagger, run_stream
 
     rng = np.random.default_rng(1)
     t = np.arange(int((seconds + 0.5) * SAMPLE_RATE)) / SAMPLE_RATE
@@ -112,7 +114,7 @@ def stream_check(predict, classes: int, seconds: float, window: int, k: int) -> 
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from utils.live_tagger import FRAMES_PER_SECOND
+    from utils.live.features import FRAMES_PER_SECOND
     from utils.model_files import load_model_file
     from utils.predict import load_trained_model
 

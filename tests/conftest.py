@@ -13,10 +13,9 @@ import pytest
 
 import prepare_spectrograms
 from utils import paths
-from utils.demo_dataset import PARAMS_FILE, build_demo_dataset
+from utils.demo.dataset import PARAMS_FILE, build_demo_dataset
+from utils.paths import REPO
 from utils.spectrogram_cache import FAILED_NAME
-
-REPO = Path(__file__).resolve().parents[1]
 
 # distinct-sounding classes, so a few CPU epochs of the demo net learn them
 DEMO_CLASSES = ["Bass_drum", "Flute", "Glockenspiel", "Hi-hat", "Trumpet"]

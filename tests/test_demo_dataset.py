@@ -12,7 +12,7 @@ import soundfile as sf
 
 from make_demo_dataset import parse_args
 from utils.audio import AudioError, read_audio
-from utils.demo_dataset import (
+from utils.demo.dataset import (
     EMPTY,
     FULL_SIZE,
     IGNORED_LABEL,
@@ -27,7 +27,7 @@ from utils.demo_dataset import (
     make_params,
     plan_dataset,
 )
-from utils.demo_synth import CLASSES
+from utils.demo.synth import CLASSES
 
 TINY_CLASSES = ["Bass_drum", "Cello", "Glockenspiel", "Hi-hat", "Oboe"]
 TINY = dict(clips_per_class=6, test_clips_per_class=3, seed=7, classes=TINY_CLASSES)

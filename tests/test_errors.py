@@ -22,8 +22,8 @@ from utils.dataset_csv import DataError
 from utils.evaluation import Results, read_submission, save_results
 from utils.folds import load_folds, make_folds
 from utils.labels import FSDKAGGLE2018_CLASSES
+from utils.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = list(FSDKAGGLE2018_CLASSES[:5])
 TORCH_SHORT_WRITE = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
 

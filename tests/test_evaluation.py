@@ -17,8 +17,8 @@ import train
 from utils.dataset_csv import DataError
 from utils.evaluation import Results, load_results, save_results
 from utils.metrics import map_at_k
+from utils.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["Cello", "Flute", "Oboe", "Trumpet", "Hi-hat"]
 MODEL = str(REPO / "models" / "vgg_gap_demo.py")
 MAX_LEN = 600

@@ -14,8 +14,11 @@ import torch
 
 import audio_tagger
 import prepare_spectrograms
-from utils import live_tagger as lt
-from utils.demo_dataset import build_demo_dataset
+from utils.demo.dataset import build_demo_dataset
+from utils.live.features import SAMPLE_RATE, stream_spectrogram
+from utils.live.predictors import load_predictor
+from utils.live.sources import FileSource, MicSource, NoInputDevice
+from utils.live.tagger import LiveTagger, run_stream
 from utils.model_files import load_model_file
 from utils.spectrogram import spectrogram_v2
 
@@ -31,7 +34,7 @@ def test_streamed_features_equal_offline(block):
     rng = np.random.default_rng(block)
     x = (0.2 * rng.standard_normal(32000 + 333)).astype(np.float32)
     x = x[:20_000] if block == 1 else x  # one sample at a time is slow
-    streamed = lt.stream_spectrogram(x, block)
+    streamed = stream_spectrogram(x, block)
     offline = spectrogram_v2(x, norm=False)
     assert streamed.shape == offline.shape
     np.testing.assert_allclose(streamed, offline, rtol=0, atol=1e-5)
@@ -39,7 +42,7 @@ def test_streamed_features_equal_offline(block):
 
 def test_short_stream_matches_offline_padding():
     x = np.full(300, 0.5, dtype=np.float32)  # shorter than one frame: offline pads to 3 frames
-    np.testing.assert_allclose(lt.stream_spectrogram(x, 100), spectrogram_v2(x, norm=False), atol=1e-5)
+    np.testing.assert_allclose(stream_spectrogram(x, 100), spectrogram_v2(x, norm=False), atol=1e-5)
 
 
 # ---- a demo-trained model ---------------------------------------------------------------------------------------
@@ -116,12 +119,12 @@ def _pick_clip(demo: dict) -> tuple[Path, str, np.ndarray]:
 
 def test_streamed_file_reproduces_offline_prediction(demo):
     audio, label, offline_spec = demo["clip"]
-    predict, classes = lt.load_predictor(MODEL, demo["params"], "torch", WINDOW)
+    predict, classes = load_predictor(MODEL, demo["params"], "torch", WINDOW)
     assert classes == CLASSES
-    tagger = lt.LiveTagger(predict, window=WINDOW, predict_every_k=25)
-    source = lt.FileSource(audio, speed=0)
+    tagger = LiveTagger(predict, window=WINDOW, predict_every_k=25)
+    source = FileSource(audio, speed=0)
     preds = []
-    stats = lt.run_stream(tagger, source, lambda t, p: p is not None and preds.append(p))
+    stats = run_stream(tagger, source, lambda t, p: p is not None and preds.append(p))
     assert stats.skipped == 0 and len(preds) == stats.predictions > 0
     # the streamed features are the prepare_spectrograms ones, and each posterior is the offline window's
     assert tagger.n_frames == offline_spec.shape[1]
@@ -137,8 +140,8 @@ def test_streamed_file_reproduces_offline_prediction(demo):
 def test_onnx_backend_matches_torch(demo):
     audio, _, offline_spec = demo["clip"]
     x = np.ascontiguousarray(offline_spec[:, :WINDOW])
-    torch_pred, _ = lt.load_predictor(MODEL, demo["params"], "torch", WINDOW)
-    onnx_pred, _ = lt.load_predictor(MODEL, demo["params"], "onnx", WINDOW)
+    torch_pred, _ = load_predictor(MODEL, demo["params"], "torch", WINDOW)
+    onnx_pred, _ = load_predictor(MODEL, demo["params"], "onnx", WINDOW)
     np.testing.assert_allclose(onnx_pred(x), torch_pred(x), atol=1e-4)
 
 
@@ -171,8 +174,8 @@ def test_no_device_is_one_line_error(monkeypatch):
         raise sd.PortAudioError("Error querying device -1")
 
     monkeypatch.setattr(sd, "query_devices", no_device)
-    with pytest.raises(lt.NoInputDevice, match="--list_devices.*--input"):
-        lt.MicSource(None)
+    with pytest.raises(NoInputDevice, match="--list_devices.*--input"):
+        MicSource(None)
 
 
 def test_device_without_usable_rate(monkeypatch):
@@ -185,8 +188,8 @@ def test_device_without_usable_rate(monkeypatch):
         raise sd.PortAudioError("Invalid sample rate")
 
     monkeypatch.setattr(sd, "check_input_settings", refuse)
-    with pytest.raises(lt.NoInputDevice, match="cannot record at 32000 Hz.*--list_devices.*--input"):
-        lt.MicSource("3")
+    with pytest.raises(NoInputDevice, match="cannot record at 32000 Hz.*--list_devices.*--input"):
+        MicSource("3")
 
 
 def test_cli_without_sound_card_prints_one_line(tmp_path):
@@ -209,17 +212,17 @@ def test_cli_without_sound_card_prints_one_line(tmp_path):
 
 def test_slow_model_skips_instead_of_falling_behind(tmp_path):
     seconds = 2.0
-    t = np.arange(int(seconds * lt.SAMPLE_RATE)) / lt.SAMPLE_RATE
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     wav = tmp_path / "tone.wav"
-    sf.write(wav, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), lt.SAMPLE_RATE)
+    sf.write(wav, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SAMPLE_RATE)
 
     def slow(window: np.ndarray) -> np.ndarray:
         time.sleep(0.1)  # 2.5x slower than one prediction per 10 frames (40 ms) allows
         return np.full(3, 1 / 3)
 
-    tagger = lt.LiveTagger(slow, window=WINDOW, predict_every_k=10)
+    tagger = LiveTagger(slow, window=WINDOW, predict_every_k=10)
     start = time.perf_counter()
-    stats = lt.run_stream(tagger, lt.FileSource(wav, speed=1.0))
+    stats = run_stream(tagger, FileSource(wav, speed=1.0))
     wall = time.perf_counter() - start
     due = tagger.n_frames // 10 - (WINDOW - 1) // 10
     assert stats.skipped > 0

@@ -16,9 +16,12 @@ import torch
 
 import audio_tagger
 import prepare_spectrograms
-from utils import live_tagger as lt
 from utils.audio import AudioError, load_audio
+from utils.live.predictors import load_predictor
+from utils.live.sources import FileSource
+from utils.live.tagger import LiveTagger, run_stream
 from utils.model_files import load_model_file, model_settings
+from utils.paths import REPO
 from utils.predict import (
     MANIFEST_NAME,
     check_pairing,
@@ -32,7 +35,6 @@ from utils.spectrogram import spectrogram_from_file
 from utils.spectrogram_cache import FAILED_NAME
 from utils.spectrogram_cache import MANIFEST_NAME as CACHE_MANIFEST_NAME
 
-REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["Bass_drum", "Cello", "Flute"]
 V1 = "models/vgg_gap_demo.py"             # spectrogram v1, SoX preprocessing
 V2 = "models/vgg_gap_demo_v2.py"          # v2, SoX preprocessing
@@ -165,7 +167,7 @@ def test_spec_folder_check_reads_prepare_spectrograms_manifests(tmp_path):
 def test_live_tagger_and_export_refuse_wrong_pairing(tmp_path):
     params = save_params(tmp_path / "params_1_it0.pt", V2)  # trimmed-audio params under the no-SoX model file
     with pytest.raises(ValueError, match="without SoX"):
-        lt.load_predictor(V2_NO_PP, params, "torch", 256)
+        load_predictor(V2_NO_PP, params, "torch", 256)
     wav = write_wav(tmp_path / "clip.wav", 1.5)
     run = run_script("audio_tagger.py", "--model", V2_NO_PP, "--params", str(params), "--input", str(wav),
                      "--speed", "0", "--headless")
@@ -219,7 +221,7 @@ def test_prepare_spectrograms_lists_nan_file_as_failed(tmp_path):
 def test_live_tagger_file_input_refuses_nan(tmp_path):
     path = write_non_finite(tmp_path / "nan.wav", np.nan, "FLOAT")
     with pytest.raises(AudioError, match="NaN/inf"):
-        lt.FileSource(path, speed=0)
+        FileSource(path, speed=0)
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
     run = run_script("audio_tagger.py", "--model", V2_NO_PP, "--params", str(params), "--input", str(path),
                      "--speed", "0", "--headless")
@@ -233,9 +235,9 @@ def test_short_clip_gets_one_prediction_on_tiled_frames(tmp_path, seconds):
     torch.set_num_threads(2)
     wav = write_wav(tmp_path / "short.wav", seconds)
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
-    predict, classes = lt.load_predictor(V2_NO_PP, params, "torch", 256)
-    tagger = lt.LiveTagger(predict, window=256, predict_every_k=10)
-    stats = lt.run_stream(tagger, lt.FileSource(wav, speed=0))
+    predict, classes = load_predictor(V2_NO_PP, params, "torch", 256)
+    tagger = LiveTagger(predict, window=256, predict_every_k=10)
+    stats = run_stream(tagger, FileSource(wav, speed=0))
     offline = spectrogram_from_file(wav, 2, preprocess=False)  # what prepare_spectrograms writes
     assert offline.shape[1] < 256 and tagger.n_frames == offline.shape[1]
     assert stats.predictions == 1 and stats.tiled_from == offline.shape[1]
@@ -250,8 +252,8 @@ def test_short_clip_gets_one_prediction_on_tiled_frames(tmp_path, seconds):
 
 def test_clip_of_exactly_one_window_is_not_tiled(tmp_path):
     wav = write_wav(tmp_path / "w.wav", 256 * 128 / SR)  # 256 frames
-    tagger = lt.LiveTagger(lambda w: np.full(3, w.shape[1], dtype=float), window=256, predict_every_k=1)
-    stats = lt.run_stream(tagger, lt.FileSource(wav, speed=0))
+    tagger = LiveTagger(lambda w: np.full(3, w.shape[1], dtype=float), window=256, predict_every_k=1)
+    stats = run_stream(tagger, FileSource(wav, speed=0))
     assert tagger.n_frames == 256 and stats.predictions == 1 and stats.tiled_from == 0
 
 
@@ -340,9 +342,9 @@ def test_tagger_small_window_is_one_line(tmp_path):
 def test_window_checked_by_library_and_export(tmp_path):
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
     with pytest.raises(ValueError, match="--window must be at least 256"):
-        lt.load_predictor(V2_NO_PP, params, "torch", 10)
+        load_predictor(V2_NO_PP, params, "torch", 10)
     with pytest.raises(ValueError, match="--window must be at least 256"):
-        lt.LiveTagger(lambda w: w, window=100)
+        LiveTagger(lambda w: w, window=100)
     run = run_script("export_onnx.py", "--model", V2_NO_PP, "--params", str(params), "--out",
                      str(tmp_path / "m.onnx"), "--window", "10")
     assert_one_line_error(run, "--window must be at least 256")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 import evaluate_experiment_set
-from utils.demo_dataset import PARAMS_FILE
+from utils.demo.dataset import PARAMS_FILE
 from utils.evaluation import load_results
 
 

@@ -17,10 +17,10 @@ import train
 from run_experiment_set import main as run_set
 from run_experiment_set import parse_args as set_args
 from utils import paths
-from utils.schedule import PRESETS, build_schedule, redo_from, stale_steps
+from utils.launch.schedule import PRESETS, build_schedule, redo_from, stale_steps
+from utils.paths import REPO
 from utils.training import fold_lock, lock_path, resolve_train_file
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = "models/vgg_gap_demo.py"
 
 

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,10 +15,10 @@ from tests.conftest import demo_schedule_args
 from utils import paths
 from utils.dataset_csv import read_train_csv
 from utils.folds import load_folds
-from utils.schedule import PRESETS, build_schedule
+from utils.launch.schedule import PRESETS, build_schedule
+from utils.paths import REPO
 from utils.self_verification import accept
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = "models/vgg_gap_demo.py"
 
 

@@ -15,10 +15,10 @@ import pytest
 from tests.conftest import demo_schedule_args
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 from utils import paths
-from utils.launch_slurm import parse_sbatch_args, step_options
-from utils.schedule import PRESETS, build_schedule
+from utils.launch.schedule import PRESETS, build_schedule
+from utils.launch.slurm import parse_sbatch_args, step_options
+from utils.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO, DEMO_V2 = "models/vgg_gap_demo.py", "models/vgg_gap_demo_v2.py"
 CPU_ARGS = "--gres=none --cpus-per-task=1"
 WAIT_S = 900

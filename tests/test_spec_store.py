@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from utils.dataset_csv import DataError
+from utils.paths import REPO
 from utils.spec_data import load_spectrograms
 from utils.spec_store import STORE_DIR, open_store
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def make_folder(path: Path, n: int = 12, seed: int = 0) -> dict[str, np.ndarray]:

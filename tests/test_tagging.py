@@ -16,7 +16,7 @@ import fusion
 import prepare_spectrograms
 import tag_files
 import train
-from utils.demo_dataset import build_demo_dataset
+from utils.demo.dataset import build_demo_dataset
 from utils.spectrogram import spectrogram_from_file
 from utils.tagging import BUNDLE_FORMAT, BundleError, Tagger, load_bundle, save_bundle
 

@@ -7,16 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 import train
 from utils import paths
+from utils.paths import REPO
 from utils.training import EpochBatches, lr_at
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = "models/vgg_gap_demo.py"
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 DATA_ROOT_ENV = "FSDTAG_DATA_ROOT"
 TRAIN_CSV = "train.csv"  # the dataset's own labels, always read from the data root
 EXP_ROOT_ENV = "FSDTAG_EXP_ROOT"
+# The checkout: scripts and model files are named relative to it (launchers, bundles, tests)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def data_root(flag: str | None = None) -> Path:

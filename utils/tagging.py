@@ -32,12 +32,12 @@ from torch import nn
 
 from utils.audio import TARGET_SR, AudioError, audio_info, read_audio, resample, to_mono
 from utils.model_files import load_model_file, model_settings
+from utils.paths import REPO
 from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits, softmax
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
 
 BUNDLE_FORMAT = "fsdtag-bundle"
 BUNDLE_VERSION = 1
-REPO = Path(__file__).resolve().parents[1]
 # segments are cut from the audio and predicted this many at a time, so an hour-long file never holds all its
 # spectrograms at once
 SEGMENTS_PER_PASS = 16

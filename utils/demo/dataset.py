@@ -23,7 +23,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from utils.atomic import atomic_write, save_json, save_text
-from utils.demo_synth import CLASS_VOICES, CLASSES, LICENSES, ClipSpec, check_tools, render_chunk
+from utils.demo.synth import CLASS_VOICES, CLASSES, LICENSES, ClipSpec, check_tools, render_chunk
 
 FORMAT_VERSION = 2  # bump when the generator changes, so old builds are not reused
 PARAMS_FILE = "demo_dataset.json"

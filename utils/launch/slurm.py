@@ -18,10 +18,10 @@ from pathlib import Path
 
 from utils.atomic import save_json, save_text
 from utils.folds import N_FOLDS
+from utils.launch.schedule import Step, output_done
 from utils.model_files import load_model_file
-from utils.schedule import Step, output_done
+from utils.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GRES = "gpu:1"
 JOB_PREFIX = "fsdtag_"
 

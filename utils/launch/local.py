@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from utils.schedule import Step
-
-REPO = Path(__file__).resolve().parents[1]
+from utils.launch.schedule import Step
+from utils.paths import REPO
 
 
 def step_command(step: Step, num_gpus: int) -> list[str]:

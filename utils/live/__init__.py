@@ -1,0 +1,1 @@
+"""The live tagger of audio_tagger.py: features, sources, predictors, the tagger and its views."""
