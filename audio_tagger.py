@@ -13,7 +13,7 @@ A file given with --input is rescaled to full scale like offline v2; a microphon
 import argparse
 import sys
 
-from utils.cli import run_cli
+from utils.cli import add_threads_arg, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                        help="torch (BatchNorm folded, traced and frozen) or onnx (ONNX Runtime; the model is "
                             "exported to a temporary file at start)")
-    model.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: torch's)")
+    add_threads_arg(model, 1, "the audio callback and the view share the cores, and one small forward pass "
+                              "gains nothing from more; on a loaded 2-core machine 1 thread ran 5x faster than 2 "
+                              "(python -m benchmarks.tagger)")
     audio = parser.add_argument_group("audio")
     audio.add_argument("--input", default=None, help="play this audio file as the stream instead of the microphone")
     audio.add_argument("--speed", type=float, default=1.0,
@@ -32,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     audio.add_argument("--raw_level", action="store_true",
                        help="with --input: keep the file's level instead of rescaling it to full scale as "
                             "offline v2 does (what a microphone would hear)")
-    audio.add_argument("--device", default=None, help="input device, index or name (see --list_devices)")
+    audio.add_argument("--input_device", default=None,
+                       help="sound input device, index or name (see --list_devices); default: the system's")
     audio.add_argument("--list_devices", action="store_true", help="list the sound devices and exit")
     audio.add_argument("--max_seconds", type=float, default=None, help="stop after this much audio")
     pred = parser.add_argument_group("prediction")
@@ -83,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
         except AudioError as e:  # its message names the file; as ValueError run_cli prints it in one line
             raise ValueError(f"--input {e}") from None
     else:
-        source = MicSource(parse_device(args.device))
+        source = MicSource(parse_device(args.input_device))
     predict, classes = load_predictor(args.model, args.params, args.backend, args.window, args.threads)
     tagger = LiveTagger(predict, window=args.window, predict_every_k=args.predict_every_k)
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from utils import paths
-from utils.cli import add_model_args, run_cli
+from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
 from utils.evaluation import (
     SETS,
     Results,
@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="save the posteriors as probs_<set>_<spec_dir>_<fold>_<tag>.npz")
     parser.add_argument("--out_dir", default=None,
                         help="where figures and result files go (default: the model's run dir)")
+    add_threads_arg(parser.add_argument_group("compute"), cpu_cores(), "every core; one fold is evaluated at a time")
     return parser.parse_args(argv)
 
 
@@ -65,6 +66,7 @@ def main(args: argparse.Namespace) -> None:
     if args.max_len is not None and args.max_len < MIN_FRAMES:
         raise ValueError(f"--max_len must be at least {MIN_FRAMES} frames (the network's smallest input), got "
                          f"{args.max_len}; leave it out to use the length the model was trained with")
+    set_threads(args.threads)
     exp_root, data_root = paths.exp_root(args.exp_root), paths.data_root(args.data_root)
     if args.params:
         params_file = Path(args.params)

@@ -59,15 +59,15 @@ def main(args: argparse.Namespace) -> None:
         all_files += files
         # each model alone (its four folds averaged), to set the ensemble's gain in context
         sub_file = exp_root / f"submission_{name}.csv"
-        run(fusion, ["test", *files, "--out", str(exp_root / f"fused_{name}.npz")])
+        run(fusion, ["--set", "test", *files, "--out", str(exp_root / f"fused_{name}.npz")])
         run(prepare_submission, ["--prediction_file", str(exp_root / f"fused_{name}.npz"),
-                                 "--out_file", str(sub_file), "--data_root", str(data_root)])
+                                 "--out", str(sub_file), "--data_root", str(data_root)])
         rows.append((f"{name} ({tag})", choice["valid_acc"], quiet_score(data_root, sub_file)))
 
     fused = exp_root / "fused_all.npz"
     submission = exp_root / "submission.csv"
-    run(fusion, ["test", *all_files, "--out", str(fused)])
-    run(prepare_submission, ["--prediction_file", str(fused), "--out_file", str(submission),
+    run(fusion, ["--set", "test", *all_files, "--out", str(fused)])
+    run(prepare_submission, ["--prediction_file", str(fused), "--out", str(submission),
                              "--data_root", str(data_root)])
     for part in ("public", "private", "private_public"):
         run(evaluate_leaderboard, ["--submission_file", str(submission), "--set", part,

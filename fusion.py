@@ -1,7 +1,9 @@
 """Average the posteriors of several result files (eval.py --dump_results) into one result file.
 
-    python fusion.py test 'experiments/vgg_gap_spec1_1/probs_test_specs_train_v1_[1234]_it3.npz' \\
+    python fusion.py --set test 'experiments/vgg_gap_spec1_1/probs_test_specs_train_v1_[1234]_it3.npz' \\
         'experiments/vgg_gap_spec2/probs_test_specs_train_v2_*_it10.npz' --out fused.npz
+
+The seed's spelling, the set as the first positional argument (fusion.py test FILES...), is accepted too.
 
 Glob patterns are expanded here too, so quoted patterns work. All files must hold the given set and list
 the same clips and classes in the same order; otherwise nothing is written. With --weights, give one
@@ -41,12 +43,20 @@ def check_out(out: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("set", choices=SETS, help="the set the result files hold (test for a submission)")
+    parser.add_argument("--set", choices=SETS, default=None,
+                        help="the set the result files hold (test for a submission)")
     parser.add_argument("results", nargs="+", metavar="RESULTS", help="result files (.npz) or glob patterns")
     parser.add_argument("--out", required=True, help="fused result file to write (.npz)")
     parser.add_argument("--weights", type=float, nargs="+", default=None,
                         help="one weight per RESULTS argument (default: every file weighs the same)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.set is None and args.results[0] in SETS:  # the seed's positional spelling
+        args.set = args.results.pop(0)
+    if args.set is None:
+        parser.error(f"--set is required (one of {', '.join(SETS)})")
+    if not args.results:
+        parser.error("give at least one result file")
+    return args
 
 
 def main(args: argparse.Namespace) -> None:

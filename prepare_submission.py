@@ -1,6 +1,6 @@
 """Turn a result file (eval.py --dump_results or fusion.py) into a Kaggle submission.
 
-    python prepare_submission.py --prediction_file fused.npz --out_file submission.csv
+    python prepare_submission.py --prediction_file fused.npz --out submission.csv
 
 The submission has the header fname,label and one row per clip with its 3 most likely labels,
 most likely first, separated by spaces, in the order of the result file, which is the test CSV's order. A
@@ -20,7 +20,8 @@ from utils.evaluation import TEST_CSV, Results, load_results, write_submission
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prediction_file", required=True, help="result file (.npz), usually fusion.py's output")
-    parser.add_argument("--out_file", required=True, help="submission CSV to write")
+    parser.add_argument("--out", "--out_file", dest="out", required=True,
+                        help="submission CSV to write (--out_file is the seed's spelling)")
     parser.add_argument("--data_root", default=None,
                         help=f"dataset folder whose {TEST_CSV} the rows are checked against; "
                              f"default ${paths.DATA_ROOT_ENV} or data/")
@@ -34,9 +35,9 @@ def main(args: argparse.Namespace) -> None:
     else:
         # still useful for scoring one leaderboard part, but Kaggle expects every test clip
         print(f"note: {args.prediction_file} holds set '{results.set_name}', not the whole test set")
-    write_submission(args.out_file, results)
+    write_submission(args.out, results)
     prior = f"; {results.missing.sum()} of them from the class prior (no spectrogram)" if results.missing.any() else ""
-    print(f"wrote {args.out_file}: {len(results.fnames)} clips, top 3 of {len(results.classes)} classes{prior}")
+    print(f"wrote {args.out}: {len(results.fnames)} clips, top 3 of {len(results.classes)} classes{prior}")
 
 
 def check_rows(results: Results, test_csv: Path, prediction_file: str) -> None:

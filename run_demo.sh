@@ -22,7 +22,7 @@ for split in train test; do
     for version in 1 2; do
         specs="$data/specs_${split}_v$version"
         rc=0
-        $py prepare_spectrograms.py --audio_path "$data/audio_$split" --spec_path "$specs" \
+        $py prepare_spectrograms.py --audio_path "$data/audio_$split" --out_dir "$specs" \
             --spec_version $version --dump || rc=$?
         if [ "$rc" -ne 0 ]; then
             if [ "$split" = test ] && [ "$rc" -eq 1 ] && [ -s "$specs/failed.txt" ]; then
@@ -35,7 +35,7 @@ for split in train test; do
         fi
     done
 done
-$py prepare_spectrograms.py --audio_path "$data/audio_train" --spec_path "$data/specs_train_v2_no_pp" \
+$py prepare_spectrograms.py --audio_path "$data/audio_train" --out_dir "$data/specs_train_v2_no_pp" \
     --spec_version 2 --no_preprocessing --dump
 
 step "3/7 pretraining, self-verification and fine-tuning (demo schedule)"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.atomic import save_text
-from utils.cli import run_cli
+from utils.cli import cpu_cores, run_cli, set_threads
 from utils.tagging import Failure, FileTags, Tagger, init_worker, tag_one, worker_tag
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
@@ -53,10 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--plot", action="store_true", help="save a spectrogram + probability-over-time PNG per file")
     out.add_argument("--plot_dir", default=None, help="where the PNGs go (default: <out>_plots/)")
     run = parser.add_argument_group("running")
-    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    run.add_argument("--jobs", type=int, default=cpu_cores(),
                      help=f"worker processes (default: all cores; at most one per {FILES_PER_WORKER} files; "
                           "1 runs in this process)")
     run.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    run.add_argument("--threads", type=int, default=None,
+                     help=f"torch threads per process (default: the {cpu_cores()} cores shared out among the "
+                          "workers, so they never oversubscribe them; every core with one process)")
     run.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -109,7 +112,7 @@ def plot_names(files: list[str], plot_dir: Path) -> list[str]:
 # ---- running -----------------------------------------------------------------------------------------------------
 
 def run(tagger: Tagger, bundle: str, files: list[str], segment: float | None, pngs: list[str | None], jobs: int,
-        device: str | None, progress: bool) -> list[FileTags | Failure]:
+        device: str | None, progress: bool, threads: int | None = None) -> list[FileTags | Failure]:
     """Tag the files, in parallel worker processes when there are enough files to pay for their start-up; results
     come back in the files' order."""
     from tqdm import tqdm
@@ -119,8 +122,9 @@ def run(tagger: Tagger, bundle: str, files: list[str], segment: float | None, pn
     # worker one process is as fast (benchmarks/tagging.py: 8 files, 1 vs 2 workers, no gain)
     jobs = min(jobs, len(files) // FILES_PER_WORKER)
     if jobs <= 1 or tagger.device.type == "cuda":  # one process keeps a GPU busy; workers would each load it
+        set_threads(threads or cpu_cores())
         return [tag_one(tagger, f, segment, png) for f, png in tqdm(list(zip(files, pngs, strict=True)), **bar)]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, cpu_cores() // jobs)
     # spawn, not fork: a forked child of a process that has run torch can hang in its thread pool
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker,
                              initargs=(bundle, device, threads)) as pool:
@@ -211,6 +215,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--segment must be a positive number of seconds, got {args.segment}")
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the CSV's file name")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     tagger = Tagger.from_bundle(args.bundle, args.device)
     files = collect_inputs(args.paths)
     if not files:
@@ -219,7 +225,8 @@ def main(args: argparse.Namespace) -> int:
     pngs = plot_names(files, plot_dir) if args.plot else [None] * len(files)
     if args.plot:
         plot_dir.mkdir(parents=True, exist_ok=True)
-    results = run(tagger, args.bundle, files, args.segment, pngs, args.jobs, args.device, not args.no_progress)
+    results = run(tagger, args.bundle, files, args.segment, pngs, args.jobs, args.device, not args.no_progress,
+                  args.threads)
 
     rows = rows_of(results)
     segments = args.segment is not None

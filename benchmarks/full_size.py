@@ -2,7 +2,7 @@
 self-verification and the evaluation of every test clip. Run by hand on a full-size build:
 
     python make_demo_dataset.py --size full --data_root /data/full
-    python prepare_spectrograms.py --audio_path /data/full/audio_train --spec_path /data/full/specs_train_v2 \\
+    python prepare_spectrograms.py --audio_path /data/full/audio_train --out_dir /data/full/specs_train_v2 \\
         --spec_version 2 --dump          # and the same for audio_test -> specs_test_v2
     python -m benchmarks.full_size --data_root /data/full
 
@@ -138,12 +138,13 @@ def bench_batches(data_root: Path, spec_dir: str, max_len: int, n_batches: int =
 
 
 def bench_epoch(data_root: Path, spec_dir: str, max_len: int, model: str) -> dict:
-    from utils.training import TrainConfig, train
+    import train
 
     with tempfile.TemporaryDirectory() as exp:
         t0 = time.perf_counter()
-        log = train(TrainConfig(model=model, fold=1, spec_dir=spec_dir, data_root=str(data_root), exp_root=exp,
-                                max_len=max_len, epochs=1, device="cpu"))
+        log = train.train(train.parse_args(["--model", model, "--fold", "1", "--spec_dir", spec_dir, "--data_root",
+                                            str(data_root), "--exp_root", exp, "--max_len", str(max_len),
+                                            "--epochs", "1", "--device", "cpu"]))
         return {"total_s": time.perf_counter() - t0, "epoch_s": log["history"][0]["seconds"],
                 "n_train": log["config"]["n_train"], "n_valid": log["config"]["n_valid"]}
 

@@ -111,6 +111,24 @@ def stream_check(predict, classes: int, seconds: float, window: int, k: int) -> 
     return stats.summary()
 
 
+def thread_comparison(model, x: np.ndarray, window: int, repeats: int) -> str:
+    """The tagger's torch backend with 1 thread (audio_tagger.py's default) against one per core (torch's own
+    default), in this run: on a loaded machine extra threads wait on each other instead of working."""
+    import torch
+
+    from utils.cli import cpu_cores
+
+    ms = {}
+    for threads in sorted({1, cpu_cores()}):
+        torch.set_num_threads(threads)
+        predict = variants(model, window, threads)["BN folded + jit trace/freeze"]
+        ms[threads] = time_calls(predict, x, repeats) * 1000
+    line = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.2f} ms" for t, v in ms.items())
+    if len(ms) > 1:
+        line += f" -> 1 thread is {ms[cpu_cores()] / ms[1]:.2f}x as fast"
+    return line
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -156,6 +174,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"  fastest: {best_name}, {best_ms:.2f} ms = {base_ms / best_ms:.2f}x the baseline; "
               f"k={args.predict_every_k} needs {1000 * args.predict_every_k / FRAMES_PER_SECOND:.0f} ms per "
               f"prediction")
+        print(f"  torch backend by threads: {thread_comparison(model, x, args.window, args.repeats)}")
+        torch.set_num_threads(args.threads)
         if args.stream_seconds > 0:
             summary = stream_check(preds[best_name], n_classes, args.stream_seconds, args.window,
                                    args.predict_every_k)

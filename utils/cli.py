@@ -1,6 +1,7 @@
 """Flags several scripts share, defined once, and the one way scripts report a clean error."""
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -21,6 +22,26 @@ def add_model_args(parser: argparse.ArgumentParser, spec_dir_required: bool = Tr
                              f"{max_len_default or 'the length the model was trained with'})")
     parser.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when available)")
     add_root_args(parser)
+
+
+def add_threads_arg(parser: argparse._ActionsContainer, default: int, why: str) -> None:
+    """--threads: CPU threads for torch, chosen per script because the right number depends on what else runs
+    (torch's own default takes every core, whatever shares them)."""
+    parser.add_argument("--threads", type=int, default=default,
+                        help=f"CPU threads for torch (default {default}: {why})")
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a cluster job or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0))
 
 
 def run_cli(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> None:

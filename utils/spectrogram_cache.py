@@ -92,11 +92,11 @@ def check_or_write_manifest(spec_path: Path, manifest: dict) -> None:
             shown = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise ManifestMismatch(
                 f"{spec_path} holds spectrograms made with other settings ({shown}); "
-                f"pick another --spec_path or delete that folder")
+                f"pick another --out_dir or delete that folder")
         return
     if spec_path.is_dir() and any(spec_path.glob("*.npy")):
         raise ManifestMismatch(f"{spec_path} holds .npy files but no {MANIFEST_NAME}, so their settings are "
-                               f"unknown; pick another --spec_path or delete that folder")
+                               f"unknown; pick another --out_dir or delete that folder")
     save_json(path, manifest)
 
 

@@ -171,7 +171,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                     steps.append(Step(
                         f"self_verify_{name}_{prev}", "finetune", False,
                         [py, "self_verify.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", prev,
-                         "--train_file", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
+                         "--out", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
                          "--k_per_class", str(preset.k_per_class), "--stochastic",
                          "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)],
                         [paths.run_dir(exp_root, model) / train_file], model, prev,

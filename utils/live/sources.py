@@ -106,7 +106,7 @@ def list_devices() -> str:
 
 
 def parse_device(device: str | None) -> int | str | None:
-    """--device as PortAudio wants it: an index (digits) or a name substring."""
+    """--input_device as PortAudio wants it: an index (digits) or a name substring."""
     if device is None or device == "":
         return None
     return int(device) if device.strip().isdigit() else device
@@ -116,7 +116,7 @@ def check_microphone(device: int | str | None) -> tuple[dict[str, Any], int]:
     """The input device's info and the rate to record at: 32 kHz when it can, else its own rate >= 32 kHz
     (resampled on the fly). Raises NoInputDevice with what to do otherwise."""
     sd = _import_sounddevice()
-    hint = "see --list_devices and pick one with --device, or tag a file with --input FILE.wav"
+    hint = "see --list_devices and pick one with --input_device, or tag a file with --input FILE.wav"
     try:
         info = sd.query_devices(device, kind="input")
     except (sd.PortAudioError, ValueError) as e:
