@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.helpers import tone
 from utils.audio import SOX_EFFECTS, AudioError, AudioWarning, load_audio, sox_clip_silence
 from utils.spectrogram import spectrogram_from_file
 
 SR = 32000
-
-
-def tone(seconds: float, sr: int, freq: float = 440.0, amp: float = 0.5, channels: int = 1) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    x = amp * np.sin(2 * np.pi * freq * t)
-    return x if channels == 1 else np.stack([x] + [0.5 * x] * (channels - 1), axis=1)
 
 
 def write(path, x, sr, subtype="PCM_16"):

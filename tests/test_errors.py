@@ -358,13 +358,13 @@ def test_eval_max_len_real_cli(tmp_path):
     assert_one_error(code, err, "--max_len", "at least 256")
 
 
-def test_prepare_spectrograms_spec_path_without_dump(tmp_path, capsys):
+def test_prepare_spectrograms_out_dir_without_dump(tmp_path, capsys):
     """An output folder without --dump used to compute every clip ('2 computed') and write nothing there."""
     audio, specs = tmp_path / "audio", tmp_path / "specs"
     write_clips(audio, 2)
-    code, out, err = run_main("prepare_spectrograms", ["--audio_path", str(audio), "--spec_path", str(specs),
+    code, out, err = run_main("prepare_spectrograms", ["--audio_path", str(audio), "--out_dir", str(specs),
                                                        "--no_preprocessing", "--no_progress"], capsys)
-    assert "add --dump" in assert_one_error(code, err, "--spec_path", specs, "without --dump", status=2)
+    assert "add --dump" in assert_one_error(code, err, "--out_dir", specs, "without --dump", status=2)
     assert "computed" not in out and not specs.exists()
 
 

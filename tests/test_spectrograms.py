@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 import prepare_spectrograms
+from tests.helpers import tone
 from utils.audio import load_audio
 from utils.spectrogram import (
     compute_spectrogram,
@@ -24,11 +25,6 @@ from utils.spectrogram import (
 GOLDEN = Path(__file__).parent / "data" / "madmom_v2"
 GOLDEN_CLIPS = sorted(p.stem for p in GOLDEN.glob("*.wav"))
 SR = 32000
-
-
-def tone(seconds: float, sr: int = SR, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 # ---- version 2: the madmom port -------------------------------------------------------------------------
@@ -166,16 +162,16 @@ def test_cli_writes_manifest_and_skips_up_to_date(tmp_path, capsys):
 def test_cli_refuses_other_settings(tmp_path, capsys):
     audio, specs = tmp_path / "audio", tmp_path / "specs"
     write_clips(audio, 1)
-    assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--spec_version", "2",
+    assert run_cli("--audio_path", str(audio), "--out_dir", str(specs), "--spec_version", "2",
                    "--dump", "--no_preprocessing") == 0
     capsys.readouterr()
     for other in (["--spec_version", "1"], ["--spec_version", "2"]):  # version, then preprocessing, differ
-        assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--dump", *other) == 2
+        assert run_cli("--audio_path", str(audio), "--out_dir", str(specs), "--dump", *other) == 2
         err = capsys.readouterr().err
-        assert "other settings" in err and "pick another --spec_path or delete" in err
+        assert "other settings" in err and "pick another --out_dir or delete" in err
     # npy files without a manifest are not trusted either
     (specs / "manifest.json").unlink()
-    assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--spec_version", "2", "--dump",
+    assert run_cli("--audio_path", str(audio), "--out_dir", str(specs), "--spec_version", "2", "--dump",
                    "--no_preprocessing") == 2
     assert "no manifest.json" in capsys.readouterr().err
 
