@@ -109,6 +109,15 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """np.savez of the arrays (no compression); written through a file object, so numpy does not append .npz
+    to the temporary name."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    atomic_write(path, write)
+
+
 def save_text(path: str | Path, text: str) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:

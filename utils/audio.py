@@ -5,6 +5,7 @@ AudioError with the file's name in the message, so a batch run can report it in 
 """
 
 import functools
+import io
 import os
 import shutil
 import subprocess
@@ -21,17 +22,18 @@ TARGET_SR = 32000
 SOX_EFFECTS = ("norm", "-0.1", "silence", "1", "0.025", "0.15%",
                "norm", "-0.1", "reverse", "silence", "1", "0.025", "0.15%", "reverse")
 
-# soundfile subtype -> (sox encoding, bits, numpy dtype of the raw stream, divisor to reach [-1, 1)).
+# soundfile subtype of the input -> (sox encoding, bits, soundfile subtype of the raw stream SoX writes).
 # SoX writes the seed's temporary wav at the input's bit depth (dithered when it shrinks from SoX's 32-bit
-# internal samples), so piping at that same depth gives bit-identical samples without the temp file.
+# internal samples), so piping at that same depth gives bit-identical samples without the temp file; soundfile
+# decodes the raw stream as it decodes that wav (ints scaled by 1/2^(bits-1) to [-1, 1)).
 _PIPE_FORMATS = {
-    "PCM_U8": ("signed-integer", 8, "<i1", 2.0 ** 7),
-    "PCM_S8": ("signed-integer", 8, "<i1", 2.0 ** 7),
-    "PCM_16": ("signed-integer", 16, "<i2", 2.0 ** 15),
-    "PCM_24": ("signed-integer", 24, "<i3", 2.0 ** 23),  # numpy has no 3-byte int: see _decode_raw
-    "PCM_32": ("signed-integer", 32, "<i4", 2.0 ** 31),
-    "FLOAT": ("floating-point", 32, "<f4", 1.0),
-    "DOUBLE": ("floating-point", 64, "<f8", 1.0),
+    "PCM_U8": ("signed-integer", 8, "PCM_S8"),
+    "PCM_S8": ("signed-integer", 8, "PCM_S8"),
+    "PCM_16": ("signed-integer", 16, "PCM_16"),
+    "PCM_24": ("signed-integer", 24, "PCM_24"),
+    "PCM_32": ("signed-integer", 32, "PCM_32"),
+    "FLOAT": ("floating-point", 32, "FLOAT"),
+    "DOUBLE": ("floating-point", 64, "DOUBLE"),
 }
 _DEFAULT_PIPE = _PIPE_FORMATS["PCM_16"]
 # the subtypes that can hold NaN/inf samples (integer PCM cannot)
@@ -101,7 +103,7 @@ def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndar
     info = audio_info(path)
     if info.subtype in _FLOAT_SUBTYPES:
         read_audio(path)  # SoX silently turns NaN/inf into full-scale samples: read_audio refuses them first
-    encoding, bits, dtype, scale = _PIPE_FORMATS.get(info.subtype, _DEFAULT_PIPE)
+    encoding, bits, raw_subtype = _PIPE_FORMATS.get(info.subtype, _DEFAULT_PIPE)
     if _which(sox_binary) is None:
         raise AudioError(f"{path}: the SoX binary '{sox_binary}' is not installed (apt-get install sox)")
     # norm and reverse spool the whole clip to temporary files: keep those in RAM where the system offers it
@@ -113,17 +115,23 @@ def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndar
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(f"{path}: sox failed ({msg[-1] if msg else f'exit status {proc.returncode}'})")
-    raw = _decode_raw(proc.stdout, dtype)
-    raw = raw[:len(raw) - len(raw) % info.channels]
-    signal = (raw.astype(np.float32) / np.float32(scale)).reshape(-1, info.channels)
+    # a trailing partial frame (never seen from SoX) is dropped; a clip trimmed to nothing reads as (0, channels)
+    signal, _ = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True, format="RAW", subtype=raw_subtype,
+                        samplerate=info.samplerate, channels=info.channels, endian="LITTLE")
     return signal, info.samplerate
 
 
 def to_mono(signal: np.ndarray) -> np.ndarray:
-    """Average the channels of (samples, channels) as librosa.to_mono does."""
+    """(samples,) of a (samples,) or (samples, channels) float signal: librosa.to_mono, which averages the
+    channels of (channels, samples). Callers refuse NaN/inf first (read_audio), as librosa would only raise
+    its own ParameterError naming no file."""
     if signal.ndim == 1:
         return signal
-    return np.mean(signal.T, axis=0)
+    if signal.shape[1] == 1:  # nothing to average; spares the librosa import (seconds) for mono files
+        return signal[:, 0]
+    import librosa  # slow to import; only needed for multi-channel files
+
+    return librosa.to_mono(signal.T)
 
 
 def resample(signal: np.ndarray, sr: int, target_sr: int = TARGET_SR) -> np.ndarray:
@@ -159,14 +167,6 @@ def sox_version(sox_binary: str = "sox") -> str:
         return "not installed"
     proc = subprocess.run([sox_binary, "--version"], capture_output=True, text=True)
     return proc.stdout.strip().split(":")[-1].strip() or "unknown"
-
-
-def _decode_raw(data: bytes, dtype: str) -> np.ndarray:
-    if dtype != "<i3":
-        return np.frombuffer(data, dtype=dtype)
-    b = np.frombuffer(data[:len(data) - len(data) % 3], dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-    # Little-endian 3 bytes into the top of an int32, then an arithmetic shift restores the sign.
-    return ((b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)) >> 8
 
 
 def _one_line(e: Exception) -> str:

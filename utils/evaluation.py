@@ -14,21 +14,23 @@ import csv
 import io
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.special
 import torch
 from torch import nn
 
-from utils.atomic import atomic_write, save_text
+from utils.atomic import save_npz, save_text
 from utils.dataset_csv import DataError, read_test_csv, read_train_csv
 from utils.folds import load_folds, split_fold
 from utils.labels import FSDKAGGLE2018_CLASSES, LabelEncoder
 from utils.metrics import confusion_matrix, format_report, per_class_scores, top_k
 from utils.plots import plot_class_scores, plot_confusion_matrix, pyplot, save_figure
-from utils.predict import predict_logits, softmax
+from utils.predict import predict_logits
 from utils.spec_store import open_store
 
 SETS = ("valid", "public", "private", "private_public", "test")
@@ -124,7 +126,7 @@ def predict_clips(model: nn.Module, clips: ClipSet, max_len: int, batch_size: in
                         f"{clips.spec_dir}; run prepare_spectrograms.py on them")
     specs = [store.get(f, max_len) for f, m in zip(clips.fnames, missing, strict=True) if not m]
     model.to(device)
-    found = softmax(predict_logits(model, specs, max_len, batch_size, device))
+    found = scipy.special.softmax(predict_logits(model, specs, max_len, batch_size, device), axis=1)
     probs = np.empty((len(missing), found.shape[1]), np.float32)
     probs[~missing] = found
     if missing.any():
@@ -156,13 +158,9 @@ def results_path(out_dir: str | Path, set_name: str, spec_dir: str, params_file:
 
 def save_results(path: str | Path, results: Results) -> None:
     check_results(results, str(path))
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object, so np.savez does not append another .npz
-            np.savez(f, fnames=np.asarray(results.fnames, dtype=str), classes=np.asarray(results.classes, dtype=str),
-                     probs=np.asarray(results.probs, dtype=np.float32), set=np.asarray(results.set_name, dtype=str),
-                     missing=np.asarray(results.missing, dtype=bool))
-    atomic_write(path, write)
+    save_npz(path, fnames=np.asarray(results.fnames, dtype=str), classes=np.asarray(results.classes, dtype=str),
+             probs=np.asarray(results.probs, dtype=np.float32), set=np.asarray(results.set_name, dtype=str),
+             missing=np.asarray(results.missing, dtype=bool))
 
 
 def load_results(path: str | Path) -> Results:
@@ -313,12 +311,7 @@ def read_submission(path: str | Path) -> dict[str, list[str]]:
 def unknown_labels(sub: dict[str, list[str]]) -> dict[str, int]:
     """Labels of a submission that are not class names (e.g. 'Hi-Hat' in Kaggle's sample), with their counts."""
     known = set(FSDKAGGLE2018_CLASSES)
-    counts: dict[str, int] = {}
-    for labels in sub.values():
-        for label in labels:
-            if label not in known:
-                counts[label] = counts.get(label, 0) + 1
-    return counts
+    return dict(Counter(label for labels in sub.values() for label in labels if label not in known))
 
 
 def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name: str
@@ -354,15 +347,14 @@ def report_and_plot(y_true: np.ndarray, ranked: np.ndarray, classes: Sequence[st
     """The text report, and cmatrix_<name>.png and pr_re_f_<name>.png in out_dir. The figures show the
     classes that occur as true or predicted labels, so a 41-class index space stays readable."""
     report = format_report(y_true, ranked, classes, TOP_K)
-    used = np.union1d(y_true, ranked[:, 0])
-    remap = np.full(len(classes), -1)
-    remap[used] = np.arange(len(used))
+    y_pred = ranked[:, 0]
+    used = np.union1d(y_true, y_pred)  # every clip's true and predicted class is among these
     names = [classes[i] for i in used]
-    yt, yp = remap[y_true], remap[ranked[:, 0]]
-    s = per_class_scores(yt, yp, len(used))
+    cm = confusion_matrix(y_true, y_pred, len(classes))[np.ix_(used, used)]
+    s = {key: v[used] for key, v in per_class_scores(y_true, y_pred, len(classes)).items()}
     out_dir = Path(out_dir)
     figures = [out_dir / f"cmatrix_{name}.png", out_dir / f"pr_re_f_{name}.png"]
-    for path, fig in zip(figures, (plot_confusion_matrix(confusion_matrix(yt, yp, len(used)), names),
+    for path, fig in zip(figures, (plot_confusion_matrix(cm, names),
                                    plot_class_scores(names, s["precision"], s["recall"], s["f1"])), strict=True):
         save_figure(fig, path)
         pyplot().close(fig)

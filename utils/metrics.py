@@ -1,5 +1,5 @@
-"""Scores for single-label audio tagging, as pure numpy functions: MAP@k (the Kaggle metric), accuracy,
-per-class precision/recall/F1, the confusion matrix, and the seed's text report.
+"""Scores for single-label audio tagging: MAP@k (the Kaggle metric) as a small numpy function, accuracy,
+per-class precision/recall/F1 and the confusion matrix from sklearn.metrics, and the seed's text report.
 
 Labels are class indices 0..n_classes-1. A ranking is an (N, k) integer array of class indices, most
 likely first: either a submission's labels or the top k of a score matrix."""
@@ -7,6 +7,7 @@ likely first: either a submission's labels or the top k of a score matrix."""
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn import metrics
 
 
 def top_k(scores: np.ndarray, k: int = 3) -> np.ndarray:
@@ -39,31 +40,32 @@ def map_at_k(y_true: np.ndarray, scores: np.ndarray, k: int = 3) -> float:
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if len(y_true) == 0 or y_true.shape != y_pred.shape:
-        raise ValueError(f"accuracy needs two equally long, non-empty label arrays, got {y_true.shape}, "
-                         f"{y_pred.shape}")
-    return float((y_true == y_pred).mean())
+    """Share of clips whose prediction is the true label; empty or unequal inputs are a ValueError."""
+    return float(metrics.accuracy_score(y_true, y_pred))
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """(n_classes, n_classes) counts; row = true class, column = predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return cm
+    return metrics.confusion_matrix(y_true, y_pred, labels=_labels(y_true, y_pred, n_classes))
 
 
 def per_class_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """Per class: count (true clips), precision, recall, f1. Undefined ratios (no clips, no predictions)
-    are 0, as sklearn's zero_division=0. Per-class accuracy is the recall, as in the seed's table."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    tp = np.diag(cm).astype(np.float64)
-    count, predicted = cm.sum(axis=1), cm.sum(axis=0)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, count, out=np.zeros_like(tp), where=count > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {"count": count, "precision": precision, "recall": recall, "f1": f1}
+    are 0 (zero_division=0). Per-class accuracy is the recall, as in the seed's table."""
+    precision, recall, f1, count = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=_labels(y_true, y_pred, n_classes), zero_division=0)
+    # sklearn counts in floats when no prediction is right at all
+    return {"count": count.astype(np.int64), "precision": precision, "recall": recall, "f1": f1}
+
+
+def _labels(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """All n_classes labels, so absent classes get their row and column. sklearn drops a label outside
+    `labels` without a word; here it is a ValueError."""
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        y = np.asarray(y)
+        if len(y) and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(f"{name} holds labels outside 0..{n_classes - 1}: {y.min()}..{y.max()}")
+    return np.arange(n_classes)
 
 
 def format_report(y_true: np.ndarray, ranked: np.ndarray, classes: Sequence[str], k: int = 3) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax as softmax  # re-exported for utils.self_verification only; call scipy directly
 from torch import nn
 
 from utils.model_files import load_model_file, model_settings
@@ -55,12 +56,6 @@ def predict_excerpts(model: nn.Module, specs: Sequence[np.ndarray], max_len: int
         p = torch.softmax(model(torch.from_numpy(x).to(device)).float(), dim=1)
         probs.append(p.view(len(chunk), n_excerpts, -1).mean(1).cpu().numpy())
     return np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def load_params(path: str | Path) -> dict[str, Any]:

@@ -10,8 +10,8 @@ was trained on) and the Tagger that runs it, for tag_files.py and notebooks.
 Nothing here is a second implementation of the offline path: each member's spectrogram comes from
 utils.spectrogram.spectrogram_from_file with the member's version and preprocessing (what
 prepare_spectrograms.py writes), the whole clip is tiled/clipped to the member's max_len and put through
-utils.predict.predict_logits + softmax (what eval.py does), and members are averaged with fusion.py's
-arithmetic. So a clip gets the same posteriors here as through eval.py --dump_results + fusion.py.
+utils.predict.predict_logits + scipy.special.softmax (what eval.py does), and members are averaged with
+fusion.py's arithmetic. So a clip gets the same posteriors here as through eval.py --dump_results + fusion.py.
 
 A bundle is a plain dict of tensors, strings and numbers (torch.load(weights_only=True) reads it; no pickled
 code): the network code stays in models/, and the bundle names each member's model file."""
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.special
 import soundfile as sf
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ from torch import nn
 from utils.audio import TARGET_SR, AudioError, audio_info, read_audio, resample, to_mono
 from utils.model_files import load_model_file, model_settings
 from utils.paths import REPO
-from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits, softmax
+from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
 
 BUNDLE_FORMAT = "fsdtag-bundle"
@@ -263,8 +264,9 @@ class Tagger:
     def predict(self, specs: Sequence[dict[tuple[int, bool], np.ndarray]]) -> np.ndarray:
         """(N, C) fused posteriors of N clips given as {features: spectrogram}: each member's softmax of the
         whole clip tiled/clipped to its max_len (eval.py), averaged over members (fusion.py)."""
-        per_member = [softmax(predict_logits(m.network, [s[m.features] for s in specs], m.max_len, m.batch_size,
-                                             self.device)) for m in self.members]
+        per_member = [scipy.special.softmax(predict_logits(m.network, [s[m.features] for s in specs], m.max_len,
+                                                           m.batch_size, self.device), axis=1)
+                      for m in self.members]
         return fuse_posteriors(per_member)
 
     def tag_file(self, path: str | Path, segment: float | None = None, picture: bool = False) -> FileTags:

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import scipy.special
 
 from utils.live.features import FRAMES_PER_SECOND
-from utils.predict import softmax
 from utils.spectrogram import N_BINS
 
 
@@ -92,7 +92,7 @@ class OnnxPredictor:
     def __call__(self, window: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(window, dtype=np.float32)[None, None]
         logits = self.session.run(None, {self.input_name: x})[0].astype(np.float64)
-        return softmax(logits)[0]
+        return scipy.special.softmax(logits[0])
 
 
 def check_window(window: int) -> None:
@@ -109,17 +109,19 @@ def export_onnx_model(model, out: str | Path, window: int = 256) -> Path:
     """Write the model (BatchNorm folded, eval mode) as ONNX with a dynamic time axis; returns the path."""
     import torch
 
+    from utils.atomic import atomic_write
+
     check_window(window)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = fold_batchnorm(model)
-    tmp = out.with_name(out.name + ".tmp")
-    with warnings.catch_warnings():  # the legacy (TorchScript) exporter's deprecation notes
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.zeros(1, 1, N_BINS, window),), str(tmp), input_names=["spectrogram"],
-                          output_names=["logits"], opset_version=17, dynamo=False,
-                          dynamic_axes={"spectrogram": {0: "batch", 3: "frames"}, "logits": {0: "batch"}})
-    tmp.replace(out)  # a half-written model file is never left under the real name
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():  # the legacy (TorchScript) exporter's deprecation notes
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (torch.zeros(1, 1, N_BINS, window),), tmp, input_names=["spectrogram"],
+                              output_names=["logits"], opset_version=17, dynamo=False,
+                              dynamic_axes={"spectrogram": {0: "batch", 3: "frames"}, "logits": {0: "batch"}})
+    atomic_write(out, write)  # a half-written model file is never left under the real name, nor a temp file
     return out
 
 
