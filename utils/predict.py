@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import softmax as softmax  # re-exported for utils.self_verification only; call scipy directly
 from torch import nn
 
 from utils.model_files import load_model_file, model_settings
