@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,29 +74,30 @@ def test_only_held_out_unverified_clips_are_scored(demo_root, it0):
 
 
 def test_clip_never_scored_by_a_model_that_trained_on_it(demo_root, it0, monkeypatch):
-    from utils import self_verification
+    loaded = []  # (fold the loaded params were trained on, their file name), in loading order
+    scored = []  # (fold of the model loaded last, the clips whose spectrograms were read for it)
+    real_load, real_specs = self_verify.load_trained_model, self_verify.load_spectrograms
 
-    scored = {}
-    real = self_verification.predict_logits
+    def load_spy(model_file, params_file):
+        model, config = real_load(model_file, params_file)
+        loaded.append((config["fold"], Path(params_file).name))
+        return model, config
 
-    def spy(model, specs, *args, **kwargs):
-        scored.setdefault(len(scored) + 1, len(specs))
-        return real(model, specs, *args, **kwargs)
+    def specs_spy(spec_dir, fnames, max_len):
+        scored.append((loaded[-1][0], list(fnames)))
+        return real_specs(spec_dir, fnames, max_len)
 
-    seen = []
-    real_split = self_verification.split_fold
-
-    def split_spy(train_df, folds, fold, **kwargs):
-        parts = real_split(train_df, folds, fold, **kwargs)
-        assert not set(parts[2]["fname"]) & set(parts[0]["fname"])
-        assert set(folds["fold"][folds["fname"].isin(parts[2]["fname"])]) == {fold}
-        seen.append(fold)
-        return parts
-
-    monkeypatch.setattr(self_verification, "predict_logits", spy)
-    monkeypatch.setattr(self_verification, "split_fold", split_spy)
+    monkeypatch.setattr(self_verify, "load_trained_model", load_spy)
+    monkeypatch.setattr(self_verify, "load_spectrograms", specs_spy)
     run_self_verify(demo_root, it0)
-    assert seen == [1, 2, 3, 4] and len(scored) == 4
+    # fold k's own params (recorded as trained on fold k), not one model for all folds
+    assert loaded == [(k, f"params_{k}_it0.pt") for k in range(1, 5)]
+    folds = load_folds(demo_root).set_index("fname")
+    assert [k for k, _ in scored] == [1, 2, 3, 4]
+    for k, fnames in scored:  # each model reads only the unverified clips held out of its own training
+        assert set(folds.loc[fnames, "fold"]) == {k} and set(folds.loc[fnames, "verified"]) == {0}
+    every = [f for _, fnames in scored for f in fnames]
+    assert sorted(every) == sorted(folds.index[folds["verified"] == 0])  # each unverified clip once
 
 
 def test_self_verified_file_round_trips_through_train(demo_root, it0):
@@ -135,7 +137,11 @@ def test_demo_schedule_end_to_end_and_resume(demo_root, local_demo_schedule):
     assert "Running experiment (6 / 6)" in done.stdout
     best = json.loads((exp / "best_iterations.json").read_text())
     assert set(best) == {"vgg_gap_demo", "vgg_gap_demo_v2"}
-    assert all(b["tag"] in ("it0", "it1") for b in best.values())
+    for b in best.values():  # the figures are the logs' (the rule itself: tests/test_schedule.py)
+        for tag in ("it0", "it1"):
+            fold_best = [min(row["valid_loss"] for row in json.loads(log.read_text())["history"])
+                         for log in (paths.log_path(exp, b["model"], k, tag) for k in range(1, 5))]
+            assert b["iterations"][tag]["valid_loss"] == pytest.approx(np.mean(fold_best))
     for model in ("models/vgg_gap_demo.py", "models/vgg_gap_demo_v2.py"):
         for k in range(1, 5):
             assert json.loads(paths.log_path(exp, model, k, "it1").read_text())["finished"]
