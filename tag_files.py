@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.atomic import save_text
+from utils.atomic import save_npz, save_text
 from utils.cli import cpu_cores, run_cli, set_threads
 from utils.tagging import Failure, FileTags, Tagger, init_worker, tag_one, worker_tag
 
@@ -161,8 +161,6 @@ def csv_text(rows: list, classes: list[str], top_k: int, segments: bool) -> str:
 
 def save_posteriors(path: str, rows: list, classes: list[str]) -> None:
     """Every class's probability per row: .npz (paths, start, end, classes, probs) or .jsonl."""
-    from utils.atomic import atomic_write
-
     if path.endswith(".jsonl"):
         save_text(path, "".join(json.dumps({"path": p, "start": s, "end": e,
                                             "probs": dict(zip(classes, map(float, pr), strict=True))}) + "\n"
@@ -173,11 +171,7 @@ def save_posteriors(path: str, rows: list, classes: list[str]) -> None:
     arrays = {"paths": np.array([r[0] for r in rows], dtype=str), "start": np.array([r[1] for r in rows]),
               "end": np.array([r[2] for r in rows]), "classes": np.array(classes, dtype=str),
               "probs": np.array([r[3] for r in rows], dtype=np.float32).reshape(len(rows), len(classes))}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object, so np.savez does not append .npz to the temp name
-            np.savez(f, **arrays)
-    atomic_write(path, write)
+    save_npz(path, **arrays)
 
 
 def print_table(rows: list, classes: list[str], segments: bool) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.atomic import atomic_write
+from utils.atomic import atomic_write, save_npz
 from utils.dataset_csv import DataError
 
 STORE_DIR = "store"
@@ -124,12 +124,9 @@ def _build(spec_dir: Path, store_dir: Path, sources: dict[str, os.stat_result], 
         del out
     atomic_write(store_dir / frames_name, write_frames)
 
-    def write_index(path: str) -> None:
-        with open(path, "wb") as f:
-            np.savez(f, frames=np.asarray(frames_name), stems=np.asarray(stems, dtype=str), offsets=offsets,
-                     lengths=lengths, sizes=np.array([sources[s].st_size for s in stems], dtype=np.int64),
-                     mtimes=np.array([sources[s].st_mtime_ns for s in stems], dtype=np.int64))
-    atomic_write(store_dir / INDEX_NAME, write_index)
+    save_npz(store_dir / INDEX_NAME, frames=np.asarray(frames_name), stems=np.asarray(stems, dtype=str),
+             offsets=offsets, lengths=lengths, sizes=np.array([sources[s].st_size for s in stems], dtype=np.int64),
+             mtimes=np.array([sources[s].st_mtime_ns for s in stems], dtype=np.int64))
     # Old frame files go; a process still mapping one keeps reading it until it exits (POSIX unlink).
     for old in store_dir.glob("frames-*.npy"):
         if old.name != frames_name:
