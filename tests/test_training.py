@@ -8,13 +8,15 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import train
 from utils import paths
 from utils.paths import REPO
-from utils.training import EpochBatches, lr_at
+from utils.training import EpochBatches, lr_at, mixup, soft_cross_entropy
 
 DEMO = "models/vgg_gap_demo.py"
 
@@ -34,6 +36,78 @@ def test_epoch_batches_split_across_ranks():
     r1 = [list(idx) for idx, _ in EpochBatches(1, 0, 100, 10, 2, 1)]
     assert r0 == full[0::2] and r1 == full[1::2]
     assert sorted(sum(full, [])) == list(range(100))
+
+
+# ---- mixup and the soft-target loss ----------------------------------------------------------------------------
+
+def ramp_batch(n: int, n_classes: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample i is the constant i (so a mixed sample tells its weights) with the one-hot target of class i."""
+    x = torch.arange(n, dtype=torch.float32).view(-1, 1, 1, 1).expand(n, 1, 2, 3).contiguous()
+    return x, F.one_hot(torch.arange(n), n_classes).float()
+
+
+def test_mixup_pairs_each_sample_with_the_reversed_batch():
+    x, y = ramp_batch(4)
+    mx, my = mixup(x, y, 0.3, np.random.default_rng(5))
+    lam = np.random.default_rng(5).beta(0.3, 0.3, size=4).astype(np.float32)  # one lambda per sample, in order
+    for i in range(4):
+        partner = 3 - i
+        assert torch.allclose(mx[i], torch.full((1, 2, 3), lam[i] * i + (1 - lam[i]) * partner))
+        expected = np.zeros(6, np.float32)
+        expected[i] += lam[i]
+        expected[partner] += 1 - lam[i]
+        np.testing.assert_allclose(my[i].numpy(), expected, atol=1e-6)  # the target mixed by the same lambda
+    assert torch.allclose(my.sum(1), torch.ones(4))
+
+
+def test_mixup_draws_one_lambda_per_sample_from_the_generator():
+    # a resumed run reproduces the later draws only if mixup takes exactly len(batch) values from the rng
+    rng, twin = np.random.default_rng(9), np.random.default_rng(9)
+    mixup(*ramp_batch(5), 0.3, rng)
+    twin.beta(0.3, 0.3, size=5)
+    assert rng.random() == twin.random()
+
+
+def test_mixup_alpha_edges_and_the_middle_of_an_odd_batch():
+    x, y = ramp_batch(5)
+    # alpha -> 0: lambda is 0 or 1, so each mixed sample is (almost) one of its pair
+    mx, my = mixup(x, y, 1e-3, np.random.default_rng(0))
+    for i in range(5):
+        assert min(abs(mx[i, 0, 0, 0] - i), abs(mx[i, 0, 0, 0] - (4 - i))) < 1e-2
+        assert my[i].max() > 0.99
+    # alpha large: lambda -> 1/2, the pair's average
+    mx, my = mixup(x, y, 1e4, np.random.default_rng(0))
+    assert torch.allclose(mx[:, 0, 0, 0], torch.full((5,), 2.0), atol=0.05)
+    assert torch.allclose(my[0, [0, 4]], torch.tensor([0.5, 0.5]), atol=0.02)
+    # the middle sample of an odd batch is its own partner: unchanged whatever lambda
+    for alpha in (1e-3, 0.3, 1e4):
+        mx, my = mixup(x, y, alpha, np.random.default_rng(1))
+        assert torch.equal(mx[2], x[2]) and torch.equal(my[2], y[2])
+
+
+def test_soft_cross_entropy_is_cross_entropy_for_one_hot_targets():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, 1.0], [-2.0, 0.0, 4.0], [1.0, 1.0, 1.0]])
+    labels = torch.tensor([0, 2, 2, 1])
+    assert torch.allclose(soft_cross_entropy(logits, F.one_hot(labels, 3).float()), F.cross_entropy(logits, labels))
+
+
+def test_soft_cross_entropy_hand_computed():
+    # row 1: softmax(0, ln 3) = (1/4, 3/4), target (1/2, 1/2): -(ln(1/4) + ln(3/4)) / 2 = ln(16/3) / 2
+    # row 2: softmax(0, 0) = (1/2, 1/2), target (1, 0): ln 2; the loss is the batch mean
+    logits = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]], dtype=torch.float16)
+    target = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    loss = soft_cross_entropy(logits, target)
+    assert loss.dtype == torch.float32  # half-precision logits (autocast) are scored in float32
+    assert loss.item() == pytest.approx((math.log(16 / 3) / 2 + math.log(2)) / 2, abs=1e-3)
+
+
+def test_soft_cross_entropy_of_a_mixed_target_mixes_the_losses():
+    # what makes mixup's targets work with this loss: it is linear in the target
+    logits = torch.tensor([[1.5, -0.5, 0.2]])
+    lam = 0.3
+    target = lam * F.one_hot(torch.tensor([0]), 3).float() + (1 - lam) * F.one_hot(torch.tensor([2]), 3).float()
+    expected = lam * F.cross_entropy(logits, torch.tensor([0])) + (1 - lam) * F.cross_entropy(logits, torch.tensor([2]))
+    assert torch.allclose(soft_cross_entropy(logits, target), expected)
 
 
 # Learning on 2 CPU cores is slow and its trajectory is chaotic: torch's CPU kernels (ISA, oneDNN version, thread
