@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import self_verify
 import train
@@ -18,7 +19,9 @@ from utils.dataset_csv import read_train_csv
 from utils.folds import load_folds
 from utils.launch.schedule import PRESETS, build_schedule
 from utils.paths import REPO
+from utils.predict import predict_excerpts
 from utils.self_verification import accept
+from utils.spec_data import random_excerpt
 
 DEMO = "models/vgg_gap_demo.py"
 
@@ -36,6 +39,44 @@ def test_accept_all_three_conditions():
     # threshold 0 reproduces the seed code: agreement and cap only
     assert list(accept(labels, probs, 0.0, 40)) == [True, True, False, True]
     assert list(accept(np.array([0]), np.array([[0.5, 0.5 - 1e-6]]), 0.0, 40)) == [True]
+
+
+class BandMeans(torch.nn.Module):
+    """Logits = each band's mean over the excerpt's frames: the answer to any input is known in advance."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=3)[:, 0]
+
+
+def softmax_np(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_excerpt_posteriors_are_the_mean_of_the_excerpts_softmaxes():
+    rng = np.random.default_rng(0)
+    # lengths below, at and above max_len (20); 3 bands = 3 classes
+    specs = [rng.normal(scale=2.0, size=(3, n)).astype(np.float32) for n in (7, 20, 33, 12)]
+    probs = predict_excerpts(BandMeans(), specs, 20, 5, 6, torch.device("cpu"), np.random.default_rng(42))
+    twin = np.random.default_rng(42)  # the same draws, clip by clip, excerpt by excerpt
+    expected, from_mean_logits = [], []
+    for spec in specs:
+        excerpts = [random_excerpt(spec, 20, 5, twin) for _ in range(6)]
+        expected.append(np.mean([softmax_np(e.mean(axis=1)) for e in excerpts], axis=0))
+        from_mean_logits.append(softmax_np(np.mean([e.mean(axis=1) for e in excerpts], axis=0)))
+    assert probs.shape == (4, 3)
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    # averaging posteriors is not averaging logits: the test tells the two apart
+    assert np.abs(np.array(from_mean_logits) - probs).max() > 1e-2
+
+
+def test_excerpt_posteriors_do_not_depend_on_the_batching():
+    rng = np.random.default_rng(1)
+    specs = [rng.normal(size=(3, n)).astype(np.float32) for n in (4, 9, 15, 30, 2, 11, 20)]
+    runs = [predict_excerpts(BandMeans(), specs, 16, 5, 4, torch.device("cpu"), np.random.default_rng(7),
+                             batch_excerpts_max=per_pass) for per_pass in (1, 4, 9, 12, 1000)]
+    for other in runs[1:]:  # one clip per pass, clips split over passes, all at once
+        np.testing.assert_allclose(other, runs[0], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
