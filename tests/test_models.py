@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from utils.model_files import SHARED_SETTINGS, load_model_file, model_settings
+from utils.model_files import load_model_file, model_settings
 
 # trainable parameters for 41 classes, from the training issue (BatchNorm statistics excluded)
 EXPECTED = {
@@ -31,7 +31,7 @@ def test_writeup_total_includes_batchnorm_statistics():
     assert trainable + running == 14_865_124
 
 
-@pytest.mark.parametrize("frames", [256, 384, 3000])
+@pytest.mark.parametrize("frames", [256, 384, pytest.param(3000, marks=pytest.mark.slow)])
 def test_forward_any_length(frames):
     model = load_model_file("models/vgg_gap_spec1_1.py").build_model(41).eval()
     with torch.no_grad():
@@ -61,4 +61,13 @@ def test_unknown_setting_rejected(tmp_path):
     bad.write_text("SETTINGS = {'batchsize': 3}\ndef build_model(n_classes=41):\n    return None\n")
     with pytest.raises(ValueError, match="batchsize"):
         model_settings(load_model_file(bad))
-    assert "batch_size" in SHARED_SETTINGS
+
+
+def test_a_model_file_overrides_only_the_settings_it_names(tmp_path):
+    bare, own = tmp_path / "bare_model.py", tmp_path / "own_model.py"
+    bare.write_text("def build_model(n_classes=41):\n    return None\n")
+    own.write_text("SETTINGS = {'batch_size': 3}\ndef build_model(n_classes=41):\n    return None\n")
+    shared, overridden = model_settings(load_model_file(bare)), model_settings(load_model_file(own))
+    assert overridden["batch_size"] == 3 != shared["batch_size"]
+    assert {k: v for k, v in overridden.items() if k != "batch_size"} == {
+        k: v for k, v in shared.items() if k != "batch_size"}
