@@ -304,10 +304,3 @@ def test_cli_error_is_one_line(setup, good_submission):
                         "--set", "public", "--data_root", str(setup[0])], capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("error: ") and ":2: expected 3" in p.stderr
-
-
-@pytest.mark.parametrize("script", [eval_script, fusion, prepare_submission, evaluate_leaderboard])
-def test_help(script, capsys):
-    with pytest.raises(SystemExit) as e:
-        script.parse_args(["--help"])
-    assert e.value.code == 0 and "usage:" in capsys.readouterr().out
