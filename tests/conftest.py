@@ -21,6 +21,14 @@ from utils.spectrogram_cache import FAILED_NAME
 DEMO_CLASSES = ["Bass_drum", "Flute", "Glockenspiel", "Hi-hat", "Trumpet"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs demo_root, directly or through another fixture, waits minutes for the dataset: it is
+    marked slow here, so that a new one cannot be left out of the mark."""
+    for item in items:
+        if "demo_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root: 5 classes x 24 train clips (noisy unverified labels) + 6 scored test clips, as many Ignored

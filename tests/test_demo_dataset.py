@@ -58,6 +58,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_layout_and_headers(tiny: Path) -> None:
     train_header, train = read_csv(tiny / "train.csv")
     test_header, test = read_csv(tiny / "test_post_competition.csv")
@@ -81,6 +82,7 @@ def test_layout_and_headers(tiny: Path) -> None:
     assert len({r["freesound_id"] for r in test}) == len(test)
 
 
+@pytest.mark.slow
 def test_audio_formats_and_content(tiny: Path) -> None:
     rates, channels, subtypes = set(), set(), set()
     broken = broken_wavs(tiny)
@@ -107,6 +109,7 @@ def test_audio_formats_and_content(tiny: Path) -> None:
     assert "PCM_16" in subtypes
 
 
+@pytest.mark.slow
 def test_padding_and_broken_wavs(tiny: Path) -> None:
     _, test = read_csv(tiny / "test_post_competition.csv")
     stats = json.loads((tiny / PARAMS_FILE).read_text())["stats"]
@@ -145,6 +148,7 @@ def test_padding_and_broken_wavs(tiny: Path) -> None:
     assert scored_broken[0]["usage"] in ("Public", "Private") and scored_broken[0]["label"] in TINY_CLASSES
 
 
+@pytest.mark.slow
 def test_label_noise_and_usage(tiny: Path) -> None:
     _, train = read_csv(tiny / "train.csv")
     _, test = read_csv(tiny / "test_post_competition.csv")
@@ -246,6 +250,7 @@ def test_full_size_plan() -> None:
     assert sum(r.broken == UNREADABLE for r in fewer) == 1
 
 
+@pytest.mark.slow
 def test_deterministic_and_seed_dependent(tiny: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     build_demo_dataset(again, jobs=2, **TINY)  # a different job count must not change a byte
@@ -256,6 +261,7 @@ def test_deterministic_and_seed_dependent(tiny: Path, tmp_path: Path) -> None:
     assert set(folder_bytes(other)) != set(folder_bytes(tiny))
 
 
+@pytest.mark.slow
 def test_extras_leave_the_other_clips_byte_identical(tiny: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     build_demo_dataset(plain, jobs=2, **TINY, **NO_EXTRAS)
@@ -269,6 +275,7 @@ def test_extras_leave_the_other_clips_byte_identical(tiny: Path, tmp_path: Path)
     assert [r for r in test if r["usage"] != "Ignored" and r["fname"] not in broken] == plain_test
 
 
+@pytest.mark.slow
 def test_skip_rebuild_and_refuse(tmp_path: Path) -> None:
     small = dict(clips_per_class=2, test_clips_per_class=1, seed=1, classes=["Cowbell", "Flute"])
     assert build_demo_dataset(tmp_path, **small)

@@ -241,6 +241,7 @@ def test_broken_result_file(tmp_path, capsys, spoil, script):
     assert not (tmp_path / "fused.npz").exists() and not (tmp_path / "sub.csv").exists()
 
 
+@pytest.mark.slow
 def test_zero_byte_result_file_real_cli(tmp_path):
     bad = tmp_path / "probs_test.npz"
     bad.write_bytes(b"")
@@ -352,6 +353,7 @@ def test_eval_max_len_too_short(tmp_path, capsys, max_len):
     assert_one_error(code, err, "--max_len", "at least 256", f"got {max_len}")
 
 
+@pytest.mark.slow
 def test_eval_max_len_real_cli(tmp_path):
     code, err = run_script("eval.py", "--model", "models/vgg_gap_demo.py", "--fold", "1", "--set", "valid",
                            "--max_len", "10", "--data_root", str(tmp_path), "--exp_root", str(tmp_path))

@@ -19,6 +19,8 @@ from utils.evaluation import Results, load_results, save_results
 from utils.metrics import map_at_k
 from utils.paths import REPO
 
+pytestmark = pytest.mark.slow  # every test here needs the model the setup fixture trains
+
 CLASSES = ["Cello", "Flute", "Oboe", "Trumpet", "Hi-hat"]
 MODEL = str(REPO / "models" / "vgg_gap_demo.py")
 MAX_LEN = 600

@@ -21,6 +21,7 @@ CORE = ["atomic", "audio", "cli", "dataset_csv", "evaluation", "folds", "labels"
 SIDE = ("utils.demo", "utils.live", "utils.launch")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: seconds
 def test_research_core_imports_no_side_package():
     """Importing every core module pulls in none of the demo builder, the live tagger or the launchers."""
     code = ("import sys\n" + "".join(f"import utils.{m}\n" for m in CORE) +

@@ -164,6 +164,7 @@ def test_spec_folder_check_reads_prepare_spectrograms_manifests(tmp_path):
         check_spec_folder(spec_dir, load_params(bad)["config"], bad)
 
 
+@pytest.mark.slow
 def test_live_tagger_and_export_refuse_wrong_pairing(tmp_path):
     params = save_params(tmp_path / "params_1_it0.pt", V2)  # trimmed-audio params under the no-SoX model file
     with pytest.raises(ValueError, match="without SoX"):
@@ -218,6 +219,7 @@ def test_prepare_spectrograms_lists_nan_file_as_failed(tmp_path):
     assert {p.name for p in spec_dir.glob("*.npy")} == {"good.npy"}
 
 
+@pytest.mark.slow
 def test_live_tagger_file_input_refuses_nan(tmp_path):
     path = write_non_finite(tmp_path / "nan.wav", np.nan, "FLOAT")
     with pytest.raises(AudioError, match="NaN/inf"):
@@ -230,6 +232,7 @@ def test_live_tagger_file_input_refuses_nan(tmp_path):
 
 # ---- 3. clips shorter than the live tagger's window -------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seconds", [0.02, 0.5, 1.0])
 def test_short_clip_gets_one_prediction_on_tiled_frames(tmp_path, seconds):
     torch.set_num_threads(2)
@@ -257,6 +260,7 @@ def test_clip_of_exactly_one_window_is_not_tiled(tmp_path):
     assert tagger.n_frames == 256 and stats.predictions == 1 and stats.tiled_from == 0
 
 
+@pytest.mark.slow
 def test_short_clip_cli_predicts_and_says_so(tmp_path):
     wav = write_wav(tmp_path / "short.wav", 0.5)
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
@@ -296,6 +300,7 @@ def test_unreadable_params_file_is_one_line_value_error(tmp_path, case):
         load_params(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["audio_tagger", "export_onnx", "eval"])
 def test_scripts_report_truncated_params_in_one_line(tmp_path, script):
     path = broken_params(tmp_path)["truncated"]
@@ -308,6 +313,7 @@ def test_scripts_report_truncated_params_in_one_line(tmp_path, script):
     assert "weights_only" not in run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "corrupt", "folder", "zero_samples"])
 def test_tagger_input_problems_are_one_line(tmp_path, case):
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
@@ -331,6 +337,7 @@ def test_tagger_bad_flags_are_refused_up_front(flag, value):
         audio_tagger.check_args(args)
 
 
+@pytest.mark.slow
 def test_tagger_small_window_is_one_line(tmp_path):
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
     wav = write_wav(tmp_path / "clip.wav", 1.2)
@@ -339,6 +346,7 @@ def test_tagger_small_window_is_one_line(tmp_path):
     assert_one_line_error(run, "--window must be at least 256", "got 10")
 
 
+@pytest.mark.slow
 def test_window_checked_by_library_and_export(tmp_path):
     params = save_params(tmp_path / "p.pt", V2_NO_PP)
     with pytest.raises(ValueError, match="--window must be at least 256"):

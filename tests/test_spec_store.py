@@ -94,6 +94,7 @@ print(crc, *sorted(maps))
 """
 
 
+@pytest.mark.slow
 def test_four_processes_share_one_store(tmp_path):
     """Four fold-like processes start together on a folder without a store: it is built once, and every
     process maps that one file (the OS shares its pages) and reads the cache's arrays from it."""

@@ -119,6 +119,7 @@ def read_csv(path: Path) -> list[dict]:
 
 # ---- bundles --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bundle_round_trip(offline: dict) -> None:
     raw = torch.load(offline["bundle"], map_location="cpu", weights_only=True)  # plain data, no pickled code
     assert raw["format"] == BUNDLE_FORMAT and raw["classes"] == ["Bass_drum", "Flute"]
@@ -130,6 +131,7 @@ def test_bundle_round_trip(offline: dict) -> None:
         assert torch.equal(tagger.members[0].network.state_dict()[key], value)
 
 
+@pytest.mark.slow
 def test_bundle_faults_are_one_line_errors(offline: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bundle = load_bundle(offline["bundle"])
     missing = {**bundle, "members": [{**bundle["members"][0], "model": "models/no_such_model.py"}]}
@@ -154,6 +156,7 @@ def test_bundle_faults_are_one_line_errors(offline: dict, tmp_path: Path, capsys
 
 # ---- equality with the offline path ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_same_posteriors_as_eval_and_fusion(offline: dict, tmp_path: Path) -> None:
     out, post = tmp_path / "tags.csv", tmp_path / "post.npz"
     assert tag(["--bundle", str(offline["bundle"]), str(offline["root"] / "audio_test"), "--out", str(out),
@@ -174,6 +177,7 @@ def test_same_posteriors_as_eval_and_fusion(offline: dict, tmp_path: Path) -> No
 
 # ---- segments and plots ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_segments_name_each_class_in_its_half(band_bundle: Path, tmp_path: Path) -> None:
     long = tmp_path / "low_then_high.wav"
     sf.write(long, np.concatenate([low_clip(), high_clip()]), SR, subtype="PCM_16")
@@ -221,6 +225,7 @@ def test_bad_files_are_listed_and_the_others_finish(band_bundle: Path, tmp_path:
     assert "not found" in reasons[str(tmp_path / "missing.ogg")]
 
 
+@pytest.mark.slow
 def test_csv_rows_follow_the_inputs(band_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dir" / "sub").mkdir(parents=True)
     # at the networks' 32 kHz: the worker processes then need no resampler (librosa), which is slow to import
