@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 APT_PACKAGES := sox libsox-fmt-all fluidsynth fluid-soundfont-gm avldrums.lv2-soundfont libportaudio2 libsndfile1 \
+	pulseaudio pulseaudio-utils libasound2-plugins \
 	slurmctld slurmd slurm-client munge
 DATA_ROOT ?= $(or $(FSDTAG_DATA_ROOT),data)
 EXP_ROOT ?= $(or $(FSDTAG_EXP_ROOT),experiments)
