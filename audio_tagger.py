@@ -113,6 +113,9 @@ def main(args: argparse.Namespace) -> int:
                 save_view(tagger, classes, args.save_view, top=args.top)
         view.close()
     print(stats.summary(), file=sys.stderr)
+    if getattr(source, "overflows", 0):
+        print(f"warning: the input device lost audio {source.overflows} time(s) (input overflow): the machine was "
+              f"too busy to keep up; try a larger --predict_every_k or --backend onnx", file=sys.stderr)
     if args.save_view:
         print(f"last view: {args.save_view}", file=sys.stderr)
     if tagger.last is not None:

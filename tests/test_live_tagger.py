@@ -307,3 +307,21 @@ def test_slow_model_on_a_timed_stream_skips_instead_of_queueing(tmp_path):
     # a queue would make every due prediction (none skipped); the tagger makes some and counts the rest
     assert 0 < stats.predictions and 0 < stats.skipped and stats.predictions + stats.skipped == due
     assert f"{stats.skipped} skipped of {due} due" in stats.summary()
+
+
+def test_mic_source_counts_lost_input(monkeypatch):
+    """PortAudio flags a block recorded after input was lost; the source counts them so the tagger can say so."""
+    import sounddevice as sd
+
+    monkeypatch.setattr(sd, "query_devices", lambda device=None, kind=None: {
+        "name": "busy mic", "index": 1, "max_input_channels": 1, "default_samplerate": 32000.0})
+    monkeypatch.setattr(sd, "check_input_settings", lambda *a, **kw: None)
+    source = MicSource("1")
+    block = np.arange(8, dtype=np.int16).reshape(-1, 1)
+    source._callback(block, 8, None, sd.CallbackFlags())
+    lost = sd.CallbackFlags()
+    lost.input_overflow = True
+    source._callback(block, 8, None, lost)
+    assert source.overflows == 1
+    got = source.read(timeout=0.1)
+    assert got.samples.tolist() == list(range(8)) * 2  # both blocks kept, in order

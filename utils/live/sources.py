@@ -144,7 +144,8 @@ def check_microphone(device: int | str | None) -> tuple[dict[str, Any], int]:
 
 
 class MicSource:
-    """The microphone through sounddevice: PortAudio's callback thread queues blocks, read() takes all queued."""
+    """The microphone through sounddevice: PortAudio's callback thread queues blocks, read() takes all queued.
+    `overflows` counts the blocks PortAudio reported input lost before (the machine too busy to keep up)."""
 
     def __init__(self, device: int | str | None = None, block: int = 4 * HOP_SIZE):
         self.info, self.rate = check_microphone(device)
@@ -157,8 +158,12 @@ class MicSource:
 
             self._resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32")
         self._stream = None
+        self._started = False
+        self.overflows = 0
 
     def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio's thread: copy and return
+        if status.input_overflow:
+            self.overflows += 1
         self._queue.put(Block(indata[:, 0].copy(), time.perf_counter()))
 
     def start(self) -> None:
@@ -179,9 +184,11 @@ class MicSource:
             self._stream = None
 
     def read(self, timeout: float = 2.0) -> Block | None:
-        """Everything recorded since the last call (waiting for at least one block)."""
+        """Everything recorded since the last call (waiting for at least one block). The first block may take
+        longer: a sound server's idle input can start seconds late (a PulseAudio null sink took up to 1.8 s)."""
         try:
-            blocks = [self._queue.get(timeout=timeout)]
+            blocks = [self._queue.get(timeout=timeout if self._started else max(timeout, 5.0))]
+            self._started = True
         except queue.Empty:
             raise NoInputDevice("the input device delivers no audio; see --list_devices, or tag a file with "
                                 "--input FILE.wav") from None
