@@ -129,6 +129,35 @@ def thread_comparison(model, x: np.ndarray, window: int, repeats: int) -> str:
     return line
 
 
+def view_frame_ms(window: int, repeats: int) -> tuple[float, float]:
+    """ms per live-view frame (artists updated + canvas drawn, Agg): the figure rebuilt each frame, as before
+    (baseline), against ViewFigure's artists updated in place."""
+    from types import SimpleNamespace
+
+    from utils.live.views import ViewFigure, draw_view
+    from utils.plots import pyplot
+
+    plt = pyplot()
+    rng = np.random.default_rng(0)
+    classes = [f"class {i}" for i in range(41)]
+    tagger = SimpleNamespace(window=window, n_frames=window, current_window=lambda: rng.random((128, window)),
+                             last=SimpleNamespace(probs=rng.dirichlet(np.ones(41))))
+    fig = plt.figure(figsize=(7, 6))
+    times = {}
+    for name in ("rebuilt", "in place"):
+        view = ViewFigure(fig, window, classes)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            if name == "rebuilt":
+                draw_view(fig, tagger, classes)
+            else:
+                view.show(tagger)
+            fig.canvas.draw()
+        times[name] = (time.perf_counter() - t0) / repeats * 1000
+    plt.close(fig)
+    return times["rebuilt"], times["in place"]
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -142,6 +171,9 @@ def main(args: argparse.Namespace) -> int:
     rtf = feature_rtf()
     print(f"feature extraction (OnlineV2, 512-sample blocks): real-time factor {rtf:.4f} "
           f"({rtf * 1000 / FRAMES_PER_SECOND * 1000:.0f} us per frame)")
+    rebuilt, in_place = view_frame_ms(args.window, 10)
+    print(f"live view frame (Agg): figure rebuilt {rebuilt:.0f} ms (baseline), artists updated in place "
+          f"{in_place:.0f} ms: {rebuilt / in_place:.1f}x")
     x = np.random.default_rng(0).standard_normal((128, args.window)).astype(np.float32)
     for i, model_file in enumerate(args.models):
         if i == 0 and args.params:

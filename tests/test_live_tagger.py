@@ -21,7 +21,7 @@ from utils.live.features import HOP_SIZE, SAMPLE_RATE, stream_spectrogram
 from utils.live.predictors import load_predictor
 from utils.live.sources import Block, FileSource, MicSource, NoInputDevice
 from utils.live.tagger import LiveTagger, run_stream
-from utils.live.views import draw_view, save_view
+from utils.live.views import ViewFigure, draw_view, save_view
 from utils.model_files import load_model_file
 from utils.spectrogram import spectrogram_v2, to_int16
 
@@ -216,7 +216,25 @@ def test_view_before_the_window_is_full(tmp_path):
     # new frames enter on the right: the 100 frames so far, and nothing yet to their left
     np.testing.assert_array_equal(image[:, -100:], tagger.current_window())
     assert not image[:, :-100].any()
-    assert not ax_bars.patches and [t.get_text() for t in ax_bars.texts] == [f"waiting for audio (100/{WINDOW} frames)"]
+    assert not any(p.get_visible() for p in ax_bars.patches)
+    assert [t.get_text() for t in ax_bars.texts] == [f"waiting for audio (100/{WINDOW} frames)"]
+
+
+def test_view_updates_in_place():
+    """The live view changes its artists' data frame by frame, and shows what a freshly drawn view would."""
+    from matplotlib.figure import Figure
+
+    classes = ["a", "b", "c", "d"]
+    view = ViewFigure(Figure(), WINDOW, classes, top=2)
+    view.show(fed_tagger(100, np.full(4, 0.25)))
+    assert not any(b.get_visible() for b in view.bars)
+    later = fed_tagger(300, np.array([0.1, 0.2, 0.3, 0.4]))
+    view.show(later)
+    assert view.waiting.get_text() == "" and all(b.get_visible() for b in view.bars)
+    assert [b.get_width() for b in view.bars] == [0.4, 0.3]
+    assert [t.get_text() for t in view.ax_bars.get_yticklabels()] == ["d", "c"]
+    np.testing.assert_array_equal(view.image.get_array(), later.current_window())
+    assert len(view.ax_spec.images) == 1 and len(view.ax_bars.patches) == 2  # nothing added per frame
 
 
 # ---- devices ----------------------------------------------------------------------------------------------------

@@ -55,32 +55,52 @@ class TerminalView:
             self.stream.flush()
 
 
-def draw_view(fig, tagger: LiveTagger, classes: Sequence[str], top: int = 5) -> None:
-    """Draw the current spectrogram window and the top classes' probability bars into fig (cleared first)."""
-    fig.clear()
-    ax_spec, ax_bars = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
-    spec = tagger.current_window()
-    canvas = np.zeros((N_BINS, tagger.window), dtype=np.float32)
-    canvas[:, tagger.window - spec.shape[1]:] = spec  # new frames enter on the right, as the window scrolls
-    ax_spec.imshow(canvas, origin="lower", aspect="auto", interpolation="nearest", cmap="magma",
-                   vmin=0, vmax=max(float(canvas.max()), 1e-3))
-    ax_spec.set_title(f"spectrogram: last {tagger.window} frames ({tagger.window / FRAMES_PER_SECOND:.2f} s)")
-    ax_spec.set_ylabel("band")
-    ax_spec.set_xticks([])
-    if tagger.last is None:
-        ax_bars.text(0.5, 0.5, f"waiting for audio ({min(tagger.n_frames, tagger.window)}/{tagger.window} frames)",
-                     ha="center", va="center", transform=ax_bars.transAxes)
-        ax_bars.set_axis_off()
-    else:
-        tops = top_classes(tagger.last.probs, classes, top)
-        y = np.arange(len(tops))
-        ax_bars.barh(y, [p for _, p in tops], color="tab:blue")
-        ax_bars.set_yticks(y, [c for c, _ in tops])
-        ax_bars.invert_yaxis()
-        ax_bars.set_xlim(0, 1)
-        ax_bars.set_xlabel("probability")
-        ax_bars.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+class ViewFigure:
+    """The view's axes and artists, made once; show() changes only their data. Rebuilding the figure for every
+    frame (clear, new axes, tight_layout) took most of the live loop's time (benchmarks/tagger.py measures both)."""
+
+    def __init__(self, fig, window: int, classes: Sequence[str], top: int = 5):
+        self.classes, self.window, self.top = list(classes), window, min(top, len(classes))
+        fig.clear()
+        self.ax_spec, self.ax_bars = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
+        self.image = self.ax_spec.imshow(np.zeros((N_BINS, window), np.float32), origin="lower", aspect="auto",
+                                         interpolation="nearest", cmap="magma", vmin=0, vmax=1e-3)
+        self.ax_spec.set_title(f"spectrogram: last {window} frames ({window / FRAMES_PER_SECOND:.2f} s)")
+        self.ax_spec.set_ylabel("band")
+        self.ax_spec.set_xticks([])
+        y = np.arange(self.top)
+        self.bars = self.ax_bars.barh(y, np.zeros(self.top), color="tab:blue")
+        # laid out once, with room for the longest class names, so no later label is clipped
+        self.ax_bars.set_yticks(y, sorted(self.classes, key=len)[-self.top:])
+        self.ax_bars.invert_yaxis()  # the most likely class on top
+        self.ax_bars.set_xlim(0, 1)
+        self.ax_bars.set_xlabel("probability")
+        self.ax_bars.grid(axis="x", alpha=0.3)
+        self.waiting = self.ax_bars.text(0.5, 0.5, "", ha="center", va="center", transform=self.ax_bars.transAxes)
+        fig.tight_layout()
+
+    def show(self, tagger: LiveTagger) -> None:
+        spec = tagger.current_window()
+        canvas = np.zeros((N_BINS, self.window), dtype=np.float32)
+        canvas[:, self.window - spec.shape[1]:] = spec  # new frames enter on the right, as the window scrolls
+        self.image.set_data(canvas)
+        self.image.set_clim(0, max(float(canvas.max()), 1e-3))
+        waiting = tagger.last is None
+        self.waiting.set_text(f"waiting for audio ({min(tagger.n_frames, self.window)}/{self.window} frames)"
+                              if waiting else "")
+        tops = [] if waiting else top_classes(tagger.last.probs, self.classes, self.top)
+        for bar, (_, p) in zip(self.bars, tops, strict=False):
+            bar.set_width(p)
+        for bar in self.bars:
+            bar.set_visible(not waiting)
+        self.ax_bars.set_yticklabels([c for c, _ in tops] if tops else [""] * self.top)
+
+
+def draw_view(fig, tagger: LiveTagger, classes: Sequence[str], top: int = 5) -> ViewFigure:
+    """The current spectrogram window and the top classes' probability bars, drawn into fig (cleared first)."""
+    view = ViewFigure(fig, tagger.window, classes, top)
+    view.show(tagger)
+    return view
 
 
 class PlotView:
@@ -96,13 +116,16 @@ class PlotView:
         self.top = top
         self.interval = 1.0 / fps
         self._next = 0.0
+        self._view: ViewFigure | None = None
 
     def __call__(self, tagger: LiveTagger, pred: Prediction | None) -> None:
         now = time.perf_counter()
         if now < self._next:
             return
         self._next = now + self.interval
-        draw_view(self.fig, tagger, self.classes, self.top)
+        if self._view is None:
+            self._view = ViewFigure(self.fig, tagger.window, self.classes, self.top)
+        self._view.show(tagger)
         self.plt.pause(0.001)
 
     def close(self) -> None:
