@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     audio.add_argument("--raw_level", action="store_true",
                        help="with --input: keep the file's level instead of rescaling it to full scale as "
                             "offline v2 does (what a microphone would hear)")
+    audio.add_argument("--room", type=int, default=None, metavar="SEED",
+                       help="with --input: play the file through a simulated room and microphone drawn from SEED "
+                            "(reverb, microphone colouring, level, compression or clipping, noise), a preview of "
+                            "what a real microphone would hear")
     audio.add_argument("--input_device", default=None,
                        help="sound input device, index or name (see --list_devices); default: the system's")
     audio.add_argument("--list_devices", action="store_true", help="list the sound devices and exit")
@@ -63,6 +67,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ValueError(f"--max_seconds must be > 0, got {args.max_seconds}")
+    if args.room is not None and args.input is None:
+        raise ValueError("--room needs --input: a microphone already records a real room")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -82,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     # the source first: a missing microphone is reported before the model is loaded
     if args.input is not None:
         try:
-            source = FileSource(args.input, speed=args.speed, normalize=not args.raw_level)
+            source = FileSource(args.input, speed=args.speed, normalize=not args.raw_level, room_seed=args.room)
         except AudioError as e:  # its message names the file; as ValueError run_cli prints it in one line
             raise ValueError(f"--input {e}") from None
     else:
@@ -97,6 +103,8 @@ def main(args: argparse.Namespace) -> int:
         print("no display: showing the terminal line instead (use --headless to say so)", file=sys.stderr)
     view = PlotView(classes, top=args.top) if live_plot else TerminalView(classes, top=3)
     what = args.input or f"input device {source.info.get('name')!r} at {source.rate} Hz"
+    if args.input is not None and source.chain is not None:
+        what += f" through a simulated room and microphone ({source.chain.describe()})"
     print(f"tagging {what} with {len(classes)} classes: window {args.window} frames, a prediction every "
           f"{args.predict_every_k} frames ({FRAMES_PER_SECOND / args.predict_every_k:.1f}/s); Ctrl-C ends",
           file=sys.stderr)

@@ -36,12 +36,23 @@ class FileSource:
     block per call without waiting, so every due prediction is made (tests, benchmarks).
     """
 
-    def __init__(self, path: str | Path, speed: float = 1.0, block: int = 4 * HOP_SIZE, normalize: bool = True):
+    def __init__(self, path: str | Path, speed: float = 1.0, block: int = 4 * HOP_SIZE, normalize: bool = True,
+                 room_seed: int | None = None):
+        """room_seed: play the file through a simulated room and microphone drawn from this seed
+        (utils/demo/room.py), a preview of what a microphone would hear; `chain` then describes it."""
         from utils.audio import load_audio
 
         if speed < 0:
             raise ValueError(f"--speed must be >= 0, got {speed}")
-        x = to_int16(load_audio(path, SAMPLE_RATE, preprocess=False))
+        x = load_audio(path, SAMPLE_RATE, preprocess=False)
+        self.chain = None
+        if room_seed is not None:
+            from utils.demo.room import apply_chain, draw_chain
+
+            rng = np.random.default_rng(room_seed)
+            self.chain = draw_chain(rng)
+            x = apply_chain(x, SAMPLE_RATE, self.chain, rng)
+        x = to_int16(x)
         # The whole file is known, so it can be rescaled as offline v2 (madmom norm=True) rescales it.
         self.samples = normalize_int16(x) if normalize else x
         self.speed = speed
