@@ -48,11 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def self_verify(args: argparse.Namespace) -> dict:
     """Score every fold's held-out unverified clips with that fold's model, accept, write the train file."""
     check_flags(args.top_probs_thresh, args.k_per_class, args.n_excerpts, args.max_len)
-    out_path = output_path(args.out, paths.exp_root(args.exp_root), args.model)
+    data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
+    out_path = output_path(args.out, exp_root, args.model)
     settings = model_settings(load_model_file(args.model))
     device = pick_device(args.device)
     set_threads(args.threads)
-    data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
     train = read_train_csv(data_root / paths.TRAIN_CSV)  # every iteration starts from the original flags
     folds = load_folds(data_root)
     rng = np.random.default_rng(args.seed)

@@ -102,7 +102,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
 
     # data: the fold's training part, and its originally verified held-out clips for validation
-    data_root, run_dir = paths.data_root(args.data_root), paths.run_dir(args.exp_root, args.model)
+    data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)  # flag, env, default
+    run_dir = paths.run_dir(exp_root, args.model)
     folds = load_folds(data_root)
     encoder = LabelEncoder.from_labels(read_train_csv(data_root / paths.TRAIN_CSV)["label"])
     train_path = resolve_train_file(args.train_file, run_dir, data_root)
@@ -128,10 +129,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     use_amp = args.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    params_file = paths.params_path(args.exp_root, args.model, args.fold, args.tag)
-    log_file = paths.log_path(args.exp_root, args.model, args.fold, args.tag)
-    ckpt_file = paths.checkpoint_path(args.exp_root, args.model, args.fold, args.tag)
-    run_config = {**vars(args), "data_root": str(data_root), "exp_root": str(paths.exp_root(args.exp_root)),
+    params_file = paths.params_path(exp_root, args.model, args.fold, args.tag)
+    log_file = paths.log_path(exp_root, args.model, args.fold, args.tag)
+    ckpt_file = paths.checkpoint_path(exp_root, args.model, args.fold, args.tag)
+    run_config = {**vars(args), "data_root": str(data_root), "exp_root": str(exp_root),
                   "settings": settings, "classes": encoder.classes, "epochs": epochs, "decay_from": decay_from,
                   "base_lr": base_lr, "mixup_alpha": alpha, "train_on": train_on, "n_train": len(train_part),
                   "n_valid": len(valid), "world_size": world,

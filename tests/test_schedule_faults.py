@@ -93,6 +93,20 @@ def test_epochs_must_be_positive(demo_root, tmp_path, epochs):
         train.main(train.parse_args(train_args(str(demo_root), str(tmp_path), "--epochs", epochs)))
 
 
+def test_roots_from_the_environment(demo_root, tmp_path, monkeypatch):
+    """Without --data_root/--exp_root, train.py and self_verify.py take the environment's roots (not None)."""
+    from utils.paths import DATA_ROOT_ENV, EXP_ROOT_ENV
+
+    monkeypatch.setenv(DATA_ROOT_ENV, str(demo_root))
+    monkeypatch.setenv(EXP_ROOT_ENV, str(tmp_path / "env_exp"))
+    args = ["--model", str(REPO / DEMO), "--spec_dir", "specs_train_v1", "--max_len", "600"]
+    for fold in range(1, 5):
+        train.main(train.parse_args([*args, "--fold", str(fold), "--epochs", "1"]))
+    assert all(paths.params_path(tmp_path / "env_exp", DEMO, k, "it0").is_file() for k in range(1, 5))
+    self_verify.main(self_verify.parse_args([*args, "--tag", "it0", "--out", "sv.csv"]))
+    assert (paths.run_dir(tmp_path / "env_exp", DEMO) / "sv.csv").is_file()
+
+
 def test_resume_with_paths_spelled_otherwise(demo_root, tmp_path, monkeypatch, capsys):
     """A checkpoint resumes whatever the spelling of its folders; a change of substance is refused by name."""
     exp = tmp_path / "exp"
