@@ -13,7 +13,7 @@ A file given with --input is rescaled to full scale like offline v2; a microphon
 import argparse
 import sys
 
-from utils.cli import add_threads_arg, run_cli
+from utils.cli import add_threads_arg, check_threads, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,8 +63,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--speed must be >= 0, got {args.speed}")
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    check_threads(args.threads)
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise ValueError(f"--max_seconds must be > 0, got {args.max_seconds}")
     if args.room is not None and args.input is None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.atomic import save_npz, save_text
-from utils.cli import cpu_cores, run_cli, set_threads
+from utils.cli import check_threads, cpu_cores, run_cli, set_threads
 from utils.tagging import Failure, FileTags, Tagger, init_worker, tag_one, worker_tag
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
@@ -209,8 +209,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--segment must be a positive number of seconds, got {args.segment}")
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the CSV's file name")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    check_threads(args.threads)
     tagger = Tagger.from_bundle(args.bundle, args.device)
     files = collect_inputs(args.paths)
     if not files:

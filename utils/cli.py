@@ -31,11 +31,16 @@ def add_threads_arg(parser: argparse._ActionsContainer, default: int, why: str) 
                         help=f"CPU threads for torch (default {default}: {why})")
 
 
+def check_threads(threads: int | None) -> None:
+    """Before any work starts: a bad --threads would otherwise surface inside torch or a worker process."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+
+
 def set_threads(threads: int) -> None:
     import torch
 
-    if threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     torch.set_num_threads(threads)
 
 
