@@ -3,7 +3,8 @@
 #   make test   installs everything, then runs the test suite
 SHELL := /bin/bash
 PY := .venv/bin/python
-APT_PACKAGES := sox libsox-fmt-all fluidsynth fluid-soundfont-gm avldrums.lv2-soundfont libportaudio2 libsndfile1 \
+APT_PACKAGES := sox libsox-fmt-all fluidsynth fluid-soundfont-gm musescore-general-soundfont-small csound-soundfont \
+	avldrums.lv2-soundfont hydrogen-drumkits libportaudio2 libsndfile1 \
 	pulseaudio pulseaudio-utils libasound2-plugins \
 	slurmctld slurmd slurm-client munge
 DATA_ROOT ?= $(or $(FSDTAG_DATA_ROOT),data)

@@ -1,4 +1,5 @@
-"""Build the embedded default dataset (FSDKaggle2018 layout) from Debian-packaged soundfonts.
+"""Build the embedded default dataset (FSDKaggle2018 layout) from Debian-packaged soundfonts and drum kits,
+each clip recorded through a simulated room and microphone; sources.csv says which source and chain.
 
     python make_demo_dataset.py --data_root data --clips_per_class 24 --test_clips_per_class 8 --seed 0
     python make_demo_dataset.py --size full --data_root /big/disk/fsd_full --jobs 2

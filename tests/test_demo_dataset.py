@@ -27,7 +27,7 @@ from utils.demo.dataset import (
     make_params,
     plan_dataset,
 )
-from utils.demo.synth import CLASSES
+from utils.demo.synth import CLASSES, ClipSource
 
 TINY_CLASSES = ["Bass_drum", "Cello", "Glockenspiel", "Hi-hat", "Oboe"]
 TINY = dict(clips_per_class=6, test_clips_per_class=3, seed=7, classes=TINY_CLASSES)
@@ -211,7 +211,7 @@ def test_main_plan_is_unchanged_by_the_extras() -> None:
     plain = plan_dataset(make_params(**NO_EXTRAS))
     assert main == plain == rows[: len(main)]
     # digests of format version 1's train.csv and (fname,label,usage,freesound_id) of its test CSV at seed 0
-    train_text, test_text = _csv_texts(main, {r.spec.fname: "fluid" for r in main})
+    train_text, test_text = _csv_texts(main, {r.spec.fname: ClipSource("fluid", "", "", "") for r in main})
     test_cols = "".join(",".join(line.split(",")[:4]) + "\n" for line in test_text.splitlines())
     assert hashlib.sha256(train_text.encode()).hexdigest() == (
         "3e72ed8b32dda1cc241f392aa15170b78c6c328de6ead268cc0d9efdd7e57cc2")

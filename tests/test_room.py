@@ -31,12 +31,13 @@ def test_same_seed_same_recording_other_seed_other_one():
     assert a.shape == x.shape and a.dtype == np.float32 and np.abs(a).max() <= 1.0
 
 
-def test_noise_sits_at_the_drawn_snr():
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_noise_sits_at_the_drawn_snr(colour):
     """Run twice with the same chain, once with the noise generator's draws and once without (an all-zero
     generator stand-in): the difference is the noise, whose level is the drawn SNR below the chained signal."""
     x = tone(2.0, SR)
     chain = Chain(room_size=0.3, wet=0.2, damping=0.5, highpass_hz=100, lowpass_hz=8000, peak_hz=2000, peak_db=3,
-                  gain_db=-6, squash="none", snr_db=20.0)
+                  gain_db=-6, squash="none", snr_db=20.0, noise=colour)
 
     class Silent:
         def standard_normal(self, n):
@@ -52,7 +53,7 @@ def test_reverb_leaves_a_tail_and_the_band_limits_cut():
     impulse = np.zeros(SR, np.float32)
     impulse[100] = 0.9
     room = dict(room_size=0.8, wet=0.4, damping=0.2, highpass_hz=300, peak_hz=1000, peak_db=0, gain_db=0,
-                squash="none", snr_db=200.0)
+                squash="none", snr_db=200.0, noise="white")
     dull = apply_chain(impulse, SR, Chain(lowpass_hz=4000, **room), np.random.default_rng(0))
     bright = apply_chain(impulse, SR, Chain(lowpass_hz=15000, **room), np.random.default_rng(0))
     assert np.abs(dull[SR // 4:]).max() > 1e-3  # a room: sound 0.25 s after the click
@@ -62,6 +63,16 @@ def test_reverb_leaves_a_tail_and_the_band_limits_cut():
         return spectrum[freqs > 10000].mean() / spectrum[(freqs > 800) & (freqs < 2000)].mean()
 
     assert treble_share(dull) < 0.5 * treble_share(bright)  # the microphone's high cut takes the treble
+
+
+def test_stereo_keeps_its_channels():
+    left, right = tone(1.0, SR), 0.5 * tone(1.0, SR, freq=880.0)
+    x = np.stack([left, right], axis=1)
+    chain, y = chained(4, x)
+    assert y.shape == x.shape and y.dtype == np.float32
+    # each channel is its own recording: the right one keeps its pitch, not the left one's
+    spectrum = np.abs(np.fft.rfft(y[:, 1]))
+    assert np.fft.rfftfreq(len(y), 1 / SR)[spectrum.argmax()] == pytest.approx(880.0, abs=2.0)
 
 
 def test_silence_stays_silent():

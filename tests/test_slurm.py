@@ -74,46 +74,24 @@ def test_options_default_gpu_site_and_cpu_override(tmp_path):
         parse_sbatch_args("gpu")
 
 
-def test_slurm_schedule_makes_the_local_files(slurm, demo_root, local_demo_schedule, tmp_path):
-    local, cluster_exp = local_demo_schedule.exp, tmp_path / "slurm"
-    submitted = submit(slurm, demo_root, cluster_exp)
-    assert submitted.stdout.count("submitted ") == 6, submitted.stdout
-    jobs = json.loads((cluster_exp / "slurm" / "jobs.json").read_text())["jobs"]
-    # each step waits on the one before: the chain as SLURM holds it
-    ids = [jobs[name]["job_id"] for name in jobs]
-    assert len(set(ids)) == 6
-    wait_for_queue(slurm)
-
-    status = run(slurm, demo_schedule_args(demo_root, cluster_exp, "--launcher", "slurm", "--status"), 120)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert "FAILED" not in status.stdout and status.stdout.count(" DONE") == 6
-    assert "best iteration of vgg_gap_demo" in status.stdout
-    assert files(cluster_exp, "slurm") == files(local, "logs")
-    for model in (DEMO, DEMO_V2):
-        for k in range(1, 5):
-            assert json.loads(paths.log_path(cluster_exp, model, k, "it1").read_text())["finished"]
-    # one log per array task, named by job and fold, and a readable script per step
-    logs = sorted(p.name for p in (cluster_exp / "slurm" / "logs").iterdir())
-    assert f"pretrain_vgg_gap_demo_{jobs['pretrain_vgg_gap_demo']['job_id']}_3.log" in logs and len(logs) == 18
-    script = (cluster_exp / "slurm" / "finetune_vgg_gap_demo_it1.sbatch").read_text()
-    assert "#SBATCH --array=1-4" in script and '--fold "$fold"' in script and "--gres" not in script
-
-    again = submit(slurm, demo_root, cluster_exp)
-    assert again.stdout.count("skip ") == 6 and "submitted" not in again.stdout
-
-
-def test_failed_fold_cancels_dependents_and_is_reported(slurm, demo_root, tmp_path):
+def test_failed_fold_is_reported_and_resubmission_makes_the_local_files(slurm, demo_root, local_demo_schedule,
+                                                                        tmp_path):
+    """One schedule on the cluster: a fold fails and SLURM cancels every later step; the same command resubmits
+    the failed fold and the rest, which end in the same files as the local launcher's schedule."""
+    exp = tmp_path / "slurm_exp"
     # fold 2 of the first step cannot write its log: a folder stands where the file goes
-    blocker = paths.log_path(tmp_path, DEMO, 2, "it0")
+    blocker = paths.log_path(exp, DEMO, 2, "it0")
     blocker.mkdir(parents=True)
-    submit(slurm, demo_root, tmp_path)
-    jobs = json.loads((tmp_path / "slurm" / "jobs.json").read_text())["jobs"]
+    submitted = submit(slurm, demo_root, exp)
+    assert submitted.stdout.count("submitted ") == 6, submitted.stdout
+    jobs = json.loads((exp / "slurm" / "jobs.json").read_text())["jobs"]
+    assert len({entry["job_id"] for entry in jobs.values()}) == 6
     wait_for_queue(slurm)
 
-    status = run(slurm, demo_schedule_args(demo_root, tmp_path, "--launcher", "slurm", "--status"), 120)
+    status = run(slurm, demo_schedule_args(demo_root, exp, "--launcher", "slurm", "--status"), 120)
     assert status.returncode == 1, status.stdout + status.stderr
     first = jobs["pretrain_vgg_gap_demo"]["job_id"]
-    log = tmp_path / "slurm" / "logs" / f"pretrain_vgg_gap_demo_{first}_2.log"
+    log = exp / "slurm" / "logs" / f"pretrain_vgg_gap_demo_{first}_2.log"
     assert f"FAILED: fold 2 of step pretrain_vgg_gap_demo (job {first}_2, state FAILED); log: {log}" in status.stdout
     assert log.is_file() and f"error: {blocker} is a folder" in log.read_text()  # the task's log says why
     lines = {line.split()[0]: line for line in status.stdout.splitlines() if line.startswith(("pre", "self", "fine"))}
@@ -125,14 +103,34 @@ def test_failed_fold_cancels_dependents_and_is_reported(slurm, demo_root, tmp_pa
     states = dict(line.split("|", 1) for line in acct.stdout.splitlines() if "|" in line)
     for name in list(jobs)[1:]:
         assert states.get(jobs[name]["job_id"], "").startswith("CANCELLED"), (name, acct.stdout)
-    assert not list(tmp_path.glob("vgg_gap_demo_v2/*"))
-    assert not list((tmp_path / "vgg_gap_demo").glob("*_it1*"))
+    assert not list(exp.glob("vgg_gap_demo_v2/*"))
+    assert not list((exp / "vgg_gap_demo").glob("*_it1*"))
 
-    # resume: only the failed fold is submitted again; a second submission waits on the queued jobs
+    # resume: only the failed fold of the first step is submitted again, each step waiting on the one before;
+    # a second submission while they are queued keeps them
     blocker.rmdir()
-    resumed = submit(slurm, demo_root, tmp_path)
+    resumed = submit(slurm, demo_root, exp)
     assert "submitted pretrain_vgg_gap_demo: job" in resumed.stdout and "(folds [2])" in resumed.stdout
-    twice = submit(slurm, demo_root, tmp_path)
+    assert resumed.stdout.count("submitted ") == 6, resumed.stdout
+    twice = submit(slurm, demo_root, exp)
     assert twice.stdout.count("keep ") == 6 and "submitted" not in twice.stdout
-    new_ids = [e["job_id"] for e in json.loads((tmp_path / "slurm" / "jobs.json").read_text())["jobs"].values()]
-    run(slurm, ["scancel", *new_ids], 60)
+    jobs = json.loads((exp / "slurm" / "jobs.json").read_text())["jobs"]
+    wait_for_queue(slurm)
+
+    status = run(slurm, demo_schedule_args(demo_root, exp, "--launcher", "slurm", "--status"), 120)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "FAILED" not in status.stdout and status.stdout.count(" DONE") == 6
+    assert "best iteration of vgg_gap_demo" in status.stdout
+    assert files(exp, "slurm") == files(local_demo_schedule.exp, "logs")
+    for model in (DEMO, DEMO_V2):
+        for k in range(1, 5):
+            assert json.loads(paths.log_path(exp, model, k, "it1").read_text())["finished"]
+    # one log per array task, named by job and fold (the first try's 4 pretraining tasks, the resubmitted fold
+    # and 14 of the later steps), and a readable script per step
+    logs = sorted(p.name for p in (exp / "slurm" / "logs").iterdir())
+    assert f"pretrain_vgg_gap_demo_{jobs['pretrain_vgg_gap_demo']['job_id']}_2.log" in logs and len(logs) == 19
+    script = (exp / "slurm" / "finetune_vgg_gap_demo_it1.sbatch").read_text()
+    assert "#SBATCH --array=1-4" in script and '--fold "$fold"' in script and "--gres" not in script
+
+    again = submit(slurm, demo_root, exp)
+    assert again.stdout.count("skip ") == 6 and "submitted" not in again.stdout

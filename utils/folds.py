@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 from utils.atomic import save_text
 from utils.dataset_csv import DataError, read_train_csv
@@ -38,6 +37,10 @@ def make_folds(train: pd.DataFrame, n_folds: int = N_FOLDS, seed: int = FOLDS_SE
             raise DataError(f"{source}: every class has fewer than {n_folds} clips with manually_verified="
                             f"{verified} ({shown}{more}), too few for a stratified {n_folds}-fold split; give at "
                             f"least one class {n_folds} such clips")
+        # imported here: the split is made once per data root, and sklearn's import (~2 s) would otherwise
+        # delay every training, verification and evaluation process, which only read folds.csv
+        from sklearn.model_selection import StratifiedKFold
+
         skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             # small classes (fewer clips than folds) are expected in small datasets; they still get split

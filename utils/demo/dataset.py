@@ -2,7 +2,9 @@
 
 Everything is planned up front from one seed (names, labels, formats), then rendered in independent chunks,
 each clip from its own generator, so the result is byte-identical for any --jobs. Audio is written first and
-the CSVs last: a folder without both CSVs and a matching demo_dataset.json is never taken as finished.
+the CSVs last: a folder without its CSVs and a matching demo_dataset.json is never taken as finished.
+sources.csv records where each clip's sound came from (source family, soundfont or kit, voice) and the
+recorded-like chain it went through, for benchmarks/cross_source.py and for anyone who wants to know.
 
 Like the real test_post_competition.csv, the test set also holds Kaggle's padding: 'Ignored' rows labelled
 'None' (rendered clips of a random class, never scored), and a few broken wavs (valid WAVs with 0 samples, or
@@ -10,6 +12,8 @@ random bytes), some Ignored and some scored. These extra rows are planned from t
 main plan, so the train clips and the scored test clips stay those of a build without them.
 """
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -23,13 +27,14 @@ import soundfile as sf
 from tqdm import tqdm
 
 from utils.atomic import atomic_write, save_json, save_text
-from utils.demo.synth import CLASS_VOICES, CLASSES, LICENSES, ClipSpec, check_tools, render_chunk
+from utils.demo.synth import CLASS_VOICES, CLASSES, LICENSES, ClipSource, ClipSpec, check_tools, render_chunk
 
-FORMAT_VERSION = 2  # bump when the generator changes, so old builds are not reused
+FORMAT_VERSION = 3  # bump when the generator changes, so old builds are not reused
 PARAMS_FILE = "demo_dataset.json"
-TRAIN_CSV, TEST_CSV = "train.csv", "test_post_competition.csv"
+TRAIN_CSV, TEST_CSV, SOURCES_CSV = "train.csv", "test_post_competition.csv", "sources.csv"
 TRAIN_HEADER = "fname,label,manually_verified,true_label"
 TEST_HEADER = "fname,label,usage,freesound_id,license"
+SOURCES_HEADER = ["fname", "split", "true_label", "family", "source", "voice", "mix_class", "mix_voice", "chain"]
 
 VERIFIED_SHARE = 0.4
 WRONG_SHARE = 0.3  # among unverified train clips
@@ -239,14 +244,26 @@ def _plan_extra(params: DemoParams, main: list[ClipRow]) -> list[ClipRow]:
     return rows
 
 
-def _csv_texts(rows: list[ClipRow], soundfonts: dict[str, str]) -> tuple[str, str]:
+def _csv_texts(rows: list[ClipRow], sources: dict[str, ClipSource]) -> tuple[str, str]:
     train = sorted((r for r in rows if r.split == "train"), key=lambda r: r.spec.fname)
     test = sorted((r for r in rows if r.split == "test"), key=lambda r: r.spec.fname)
     train_lines = [TRAIN_HEADER] + [f"{r.spec.fname},{r.label},{r.verified},{r.spec.true_label}" for r in train]
     test_lines = [TEST_HEADER] + [
         f"{r.spec.fname},{r.label},{r.usage},{r.freesound_id},"
-        f"{BROKEN_LICENSE if r.broken else LICENSES[soundfonts[r.spec.fname]]}" for r in test]
+        f"{BROKEN_LICENSE if r.broken else LICENSES[sources[r.spec.fname].source]}" for r in test]
     return "\n".join(train_lines) + "\n", "\n".join(test_lines) + "\n"
+
+
+def _sources_text(rows: list[ClipRow], sources: dict[str, ClipSource]) -> str:
+    """sources.csv: each rendered clip's source family, source, voices and recorded-like chain."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SOURCES_HEADER)
+    for r in sorted((r for r in rows if not r.broken), key=lambda r: (r.split, r.spec.fname)):
+        src = sources[r.spec.fname]
+        writer.writerow([r.spec.fname, r.split, r.spec.true_label, src.family, src.source, src.voice,
+                         r.spec.mix_class or "", src.mix_voice, src.chain])
+    return out.getvalue()
 
 
 def _stats(rows: list[ClipRow]) -> dict:
@@ -345,7 +362,7 @@ def is_complete(root: Path, params: DemoParams) -> bool:
         return False
     if stored.get("params") != json.loads(json.dumps(asdict(params))):
         return False
-    if not (root / TRAIN_CSV).exists() or not (root / TEST_CSV).exists():
+    if not all((root / name).exists() for name in (TRAIN_CSV, TEST_CSV, SOURCES_CSV)):
         return False
     for csv_name, audio_dir in ((TRAIN_CSV, "audio_train"), (TEST_CSV, "audio_test")):
         for line in (root / csv_name).read_text().splitlines()[1:]:
@@ -375,7 +392,7 @@ def build_from_params(root: Path, params: DemoParams, jobs: int = 1, progress: b
     check_tools()
     rows = plan_dataset(params) if rows is None else rows
     # Unmark the folder before touching audio, so an interrupted rebuild is never read as finished.
-    for name in (TRAIN_CSV, TEST_CSV, "folds.csv"):  # folds of an old train.csv would not fit the new one
+    for name in (TRAIN_CSV, TEST_CSV, SOURCES_CSV, "folds.csv"):  # folds of an old train.csv would not fit the new one
         (root / name).unlink(missing_ok=True)
     if (root / PARAMS_FILE).exists():
         # our own earlier build: its clips would linger among the new ones
@@ -394,20 +411,21 @@ def build_from_params(root: Path, params: DemoParams, jobs: int = 1, progress: b
     main = [r.spec for r in rows if r.usage != "Ignored" and not r.broken]
     padding = [r.spec for r in rows if r.usage == "Ignored" and not r.broken]
     chunks = [part[i:i + CHUNK_SIZE] for part in (main, padding) for i in range(0, len(part), CHUNK_SIZE)]
-    soundfonts: dict[str, str] = {}
+    sources: dict[str, ClipSource] = {}
     with tqdm(total=len(main) + len(padding), desc="demo dataset", unit="clip", disable=not progress) as bar:
         if jobs <= 1:
             for chunk in chunks:
-                soundfonts.update(render_chunk(chunk, params.seed, str(root)))
+                sources.update(render_chunk(chunk, params.seed, str(root)))
                 bar.update(len(chunk))
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [pool.submit(render_chunk, chunk, params.seed, str(root)) for chunk in chunks]
                 for future in as_completed(futures):
                     done = future.result()
-                    soundfonts.update(done)
+                    sources.update(done)
                     bar.update(len(done))
-    train_text, test_text = _csv_texts(rows, soundfonts)
+    train_text, test_text = _csv_texts(rows, sources)
+    save_text(root / SOURCES_CSV, _sources_text(rows, sources))
     save_text(root / TEST_CSV, test_text)
     save_text(root / TRAIN_CSV, train_text)
     return True

@@ -23,6 +23,7 @@ class Chain:
     gain_db: float        # recording level
     squash: str           # 'compressor', 'clipping' or 'none'
     snr_db: float         # background noise below the signal's RMS
+    noise: str            # its colour: 'white' (hiss) or 'pink' (rumble, air handling)
 
     def describe(self) -> str:
         """One line for sources.csv."""
@@ -38,11 +39,25 @@ def draw_chain(rng: np.random.Generator) -> Chain:
                  damping=float(rng.uniform(0.2, 0.8)), highpass_hz=float(rng.uniform(40, 300)),
                  lowpass_hz=float(rng.uniform(4000, 15000)), peak_hz=float(rng.uniform(800, 5000)),
                  peak_db=float(rng.uniform(-6, 6)), gain_db=float(rng.uniform(-12, 0)),
-                 squash=str(rng.choice(["compressor", "clipping", "none"])), snr_db=float(rng.uniform(5, 40)))
+                 squash=str(rng.choice(["compressor", "clipping", "none"])), snr_db=float(rng.uniform(5, 40)),
+                 noise=str(rng.choice(["white", "pink"])))
+
+
+def noise(rng: np.random.Generator, shape: tuple[int, ...], colour: str, sr: int) -> np.ndarray:
+    """Unit-RMS noise of shape (samples, ...): white, or pink (1/f power, flat below 20 Hz)."""
+    white = rng.standard_normal(shape).astype(np.float32)
+    if colour == "white":
+        return white
+    spec = np.fft.rfft(white, axis=0)
+    f = np.fft.rfftfreq(shape[0], 1.0 / sr).reshape(-1, *([1] * (len(shape) - 1)))
+    spec /= np.sqrt(np.maximum(f, 20.0))
+    pink = np.fft.irfft(spec, n=shape[0], axis=0).astype(np.float32)
+    return pink / (np.sqrt(np.mean(np.square(pink, dtype=np.float64))) + 1e-12).astype(np.float32)
 
 
 def apply_chain(signal: np.ndarray, sr: int, chain: Chain, rng: np.random.Generator) -> np.ndarray:
-    """signal: (samples,) float in [-1, 1] -> the same length, as recorded through `chain`, within [-1, 1]."""
+    """signal: (samples,) or (samples, channels) float in [-1, 1] -> the same shape, as recorded through
+    `chain`, within [-1, 1]."""
     from pedalboard import (
         Clipping,
         Compressor,
@@ -63,8 +78,10 @@ def apply_chain(signal: np.ndarray, sr: int, chain: Chain, rng: np.random.Genera
         board.append(Compressor(threshold_db=-18, ratio=3))
     elif chain.squash == "clipping":
         board.append(Clipping(threshold_db=-3))
-    x = Pedalboard(board)(np.asarray(signal, dtype=np.float32)[None, :], sr)[0]
+    x = np.asarray(signal, dtype=np.float32)
+    frames = x.reshape(len(x), -1).T  # pedalboard takes (channels, samples)
+    x = Pedalboard(board)(np.ascontiguousarray(frames), sr).T.reshape(x.shape)
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     if rms > 0:  # silence stays silent: there is no level to put the noise under
-        x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(rms * 10 ** (-chain.snr_db / 20))
+        x = x + noise(rng, x.shape, chain.noise, sr) * np.float32(rms * 10 ** (-chain.snr_db / 20))
     return np.clip(x, -1.0, 1.0)

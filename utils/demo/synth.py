@@ -1,8 +1,13 @@
-"""Render the demo dataset's sounds: note events per class, MIDI through fluidsynth, clips assembled in numpy.
+"""Render the demo dataset's sounds: note events per class, played by several independent sample sources.
 
-Only sounds from Debian packages are used: fluid-soundfont-gm (General MIDI, incl. its drum kits) and
-avldrums.lv2-soundfont (two recorded drum kits). fluidsynth starts slowly, so every call renders a whole
-chunk of clips, each in its own time slot of one MIDI file, and the slots are cut apart afterwards.
+Only sounds from Debian packages are used, grouped in source families so that a model can be tested on a
+family it never heard (benchmarks/cross_source.py): three General MIDI soundfonts (fluid-soundfont-gm,
+musescore-general-soundfont-small, csound-soundfont; melodic programs and their drum kits), two recorded drum
+kits (avldrums.lv2-soundfont) and five Hydrogen kits (hydrogen-drumkits, utils/demo/hydrogen.py). Each layer
+first draws a family the class has, then a voice in it, so no family dominates a class. Soundfonts play
+through fluidsynth, which starts slowly, so every call renders a whole chunk of clips, each in its own time
+slot of one MIDI file, and the slots are cut apart afterwards; Hydrogen kits play in numpy. Every clip then
+goes through a recorded-like chain (utils/demo/room.py): room, microphone, level, compression, noise.
 """
 
 import shutil
@@ -17,45 +22,79 @@ import soundfile as sf
 import soxr
 
 from utils.atomic import atomic_write
+from utils.demo import hydrogen
+from utils.demo.room import Chain, apply_chain, draw_chain
 
-SF2_DIR = Path("/usr/share/sounds/sf2")
+SF2_DIR, SF3_DIR = Path("/usr/share/sounds/sf2"), Path("/usr/share/sounds/sf3")
 SOUNDFONTS = {
     "fluid": SF2_DIR / "FluidR3_GM.sf2",
+    "musescore": SF3_DIR / "MuseScore_General_Lite.sf3",
+    "csound": SF2_DIR / "sf_GMbank.sf2",
     "avl_black_pearl": SF2_DIR / "Black_Pearl_4_LV2.sf2",
     "avl_red_zeppelin": SF2_DIR / "Red_Zeppelin_4_LV2.sf2",
 }
+GM_SOUNDFONTS = ("fluid", "musescore", "csound")
+H2 = "h2:"  # a source key "h2:<kit>" names a Hydrogen kit
 LICENSES = {
     "fluid": "MIT (FluidR3_GM)",
+    "musescore": "MIT (MuseScore General Lite)",
+    "csound": "LGPL-2.1+ (Csound sf_GMbank)",
     "avl_black_pearl": "CC-BY-SA-3.0 (AVL Drumkits Black Pearl)",
     "avl_red_zeppelin": "CC-BY-SA-3.0 (AVL Drumkits Red Zeppelin)",
+    **{H2 + kit: text for kit, text in hydrogen.LICENSES.items()},
 }
+APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "musescore-general-soundfont-small", "csound-soundfont",
+                "avldrums.lv2-soundfont", "hydrogen-drumkits")
 RENDER_SR = 44100
 SLOT_GAP = 2.5  # seconds between slots: longer than any release tail we keep, so slots never bleed
 SILENT_PEAK = 1e-4  # fluidsynth's default gain puts real notes around 0.02-0.1 peak
 MAX_ATTEMPTS = 6
+CHAIN_PEAK = 0.5  # the level a clip enters the recorded-like chain at, so its compressor and clipper bite alike
 
 DRUM_CHANNEL = 9
-# FluidR3 drum kits (bank 128 programs): Standard, Room, Power, Electronic, TR-808, Jazz, Brush
+# General MIDI drum kits (bank 128 programs), in all three GM soundfonts: Standard, Room, Power, Electronic,
+# TR-808, Jazz, Brush
 GM_KITS = (0, 8, 16, 24, 25, 32, 40)
+
+
+def family(source: str) -> str:
+    """The source family of a source key: each GM soundfont, 'avldrums' or 'hydrogen'."""
+    if source.startswith(H2):
+        return "hydrogen"
+    return "avldrums" if source.startswith("avl_") else source
 
 
 @dataclass(frozen=True)
 class Voice:
-    soundfont: str  # key of SOUNDFONTS
-    program: int  # GM program (0-based); on the drum channel, the kit number
-    drum: bool  # True: FluidR3 kit on MIDI channel 10; avldrums play on an ordinary channel
-    notes: tuple[int, ...]  # the notes this voice may play (a range for pitched voices)
+    source: str  # key of SOUNDFONTS, or "h2:<kit>"
+    program: int  # GM program (0-based); on the drum channel, the kit number; 0 for Hydrogen kits
+    drum: bool  # True: GM kit on MIDI channel 10; avldrums play on an ordinary channel
+    notes: tuple[int, ...]  # the notes this voice may play (a range for pitched voices; kit instrument indices)
+
+    @property
+    def family(self) -> str:
+        return family(self.source)
+
+    def describe(self) -> str:
+        if self.source.startswith(H2):
+            names = [hydrogen.load_kit(self.source[len(H2):])[i].name for i in self.notes]
+            return f"{self.source[len(H2):]}: {'/'.join(names)}"
+        return f"{self.source} {'kit' if self.drum else 'program'} {self.program}"
 
 
 def _melodic(programs: tuple[int, ...], low: int, high: int) -> tuple[Voice, ...]:
-    return tuple(Voice("fluid", p, False, tuple(range(low, high + 1))) for p in programs)
+    return tuple(Voice(font, p, False, tuple(range(low, high + 1))) for font in GM_SOUNDFONTS for p in programs)
 
 
-def _drums(gm_notes: tuple[int, ...], avl_notes: tuple[int, ...] = ()) -> tuple[Voice, ...]:
-    voices = [Voice("fluid", kit, True, gm_notes) for kit in GM_KITS]
+def _drums(label: str, gm_notes: tuple[int, ...], avl_notes: tuple[int, ...] = ()) -> tuple[Voice, ...]:
+    voices = [Voice(font, kit, True, gm_notes) for font in GM_SOUNDFONTS for kit in GM_KITS]
     if avl_notes:
         # avldrums ship one preset (bank 0, program 0); its kick/snare/hi-hat notes follow the GM map
         voices += [Voice(kit, 0, False, avl_notes) for kit in ("avl_black_pearl", "avl_red_zeppelin")]
+    for kit in hydrogen.KITS:
+        instruments = hydrogen.instruments_for(kit, label) if (hydrogen.KIT_DIR / kit).is_dir() else ()
+        if instruments:
+            voices.append(Voice(H2 + kit, 0, False, instruments))
     return tuple(voices)
 
 
@@ -63,23 +102,22 @@ def _drums(gm_notes: tuple[int, ...], avl_notes: tuple[int, ...] = ()) -> tuple[
 CLASS_VOICES: dict[str, tuple[Voice, ...]] = {
     "Acoustic_guitar": _melodic((24, 25), 40, 79),
     "Applause": _melodic((126,), 48, 76),
-    "Bass_drum": _drums((35, 36), (36,)),
+    "Bass_drum": _drums("Bass_drum", (35, 36), (36,)),
     "Cello": _melodic((42,), 36, 74),
     "Chime": _melodic((14,), 60, 81),
     "Clarinet": _melodic((71,), 50, 86),
-    "Cowbell": _drums((56,)),
+    "Cowbell": _drums("Cowbell", (56,)),
     "Double_bass": _melodic((43,), 28, 57),
     "Electric_piano": _melodic((4, 5), 40, 88),
     "Flute": _melodic((73,), 60, 93),
     "Glockenspiel": _melodic((9,), 72, 105),
     "Gunshot_or_gunfire": _melodic((127,), 36, 72),
     "Harmonica": _melodic((22,), 60, 84),
-    "Hi-hat": _drums((42, 44, 46), (42, 44, 46)),
+    "Hi-hat": _drums("Hi-hat", (42, 44, 46), (42, 44, 46)),
     "Oboe": _melodic((68,), 58, 89),
-    "Saxophone": (Voice("fluid", 64, False, tuple(range(60, 88))), Voice("fluid", 65, False, tuple(range(49, 81))),
-                  Voice("fluid", 66, False, tuple(range(44, 76))), Voice("fluid", 67, False, tuple(range(36, 69)))),
-    "Snare_drum": _drums((38, 40), (38, 40)),
-    "Tambourine": _drums((54,)),
+    "Saxophone": _melodic((64,), 60, 87) + _melodic((65,), 49, 80) + _melodic((66,), 44, 75) + _melodic((67,), 36, 68),
+    "Snare_drum": _drums("Snare_drum", (38, 40), (38, 40)),
+    "Tambourine": _drums("Tambourine", (54,)),
     "Telephone": _melodic((124,), 60, 84),
     "Trumpet": _melodic((56,), 54, 84),
     "Violin_or_fiddle": _melodic((40, 110), 55, 96),
@@ -286,7 +324,11 @@ class Layer:
 
 
 def make_layer(label: str, budget: float, rng: np.random.Generator) -> Layer:
-    voice = CLASS_VOICES[label][int(rng.integers(len(CLASS_VOICES[label])))]
+    voices = CLASS_VOICES[label]
+    families = sorted({v.family for v in voices})
+    chosen = families[int(rng.integers(len(families)))]
+    pool = [v for v in voices if v.family == chosen]
+    voice = pool[int(rng.integers(len(pool)))]
     notes = make_notes(CLASS_STYLE[label], rng, voice.notes, budget)
     return Layer(voice, notes, budget, int(np.clip(rng.normal(64, 25), 0, 127)))
 
@@ -323,12 +365,17 @@ def _write_midi(layers: list[Layer], path: Path) -> list[float]:
 
 
 def render_layers(layers: list[Layer], tmp_dir: Path) -> list[np.ndarray]:
-    """Render layers that share one soundfont in a single fluidsynth call; returns (n, 2) float32 each."""
-    soundfont = layers[0].voice.soundfont
+    """Render layers that share one source, soundfonts in a single fluidsynth call; (n, 2) float32 each."""
+    source = layers[0].voice.source
+    if source.startswith(H2):
+        return [hydrogen.play(source[len(H2):], [(n.start, n.length, n.pitch, n.velocity) for n in layer.notes],
+                              layer.budget, layer.pan, RENDER_SR) for layer in layers]
     mid_path, wav_path = tmp_dir / "in.mid", tmp_dir / "out.wav"
     starts = _write_midi(layers, mid_path)
-    cmd = ["fluidsynth", "-n", "-i", "-q", "-R", "0", "-C", "0", "-r", str(RENDER_SR), "-O", "float",
-           "-T", "wav", "-F", str(wav_path), str(SOUNDFONTS[soundfont]), str(mid_path)]
+    # dynamic sample loading decodes only the samples played: MuseScore's sf3 (Ogg-compressed) loads in 2 s, not 6
+    cmd = ["fluidsynth", "-n", "-i", "-q", "-R", "0", "-C", "0", "-o", "synth.dynamic-sample-loading=1",
+           "-r", str(RENDER_SR), "-O", "float", "-T", "wav", "-F", str(wav_path), str(SOUNDFONTS[source]),
+           str(mid_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not wav_path.exists():
         raise RuntimeError(f"fluidsynth failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -349,17 +396,6 @@ def _fade_out(x: np.ndarray, seconds: float = 0.03) -> np.ndarray:
     return x
 
 
-def _noise(rng: np.random.Generator, n: int, channels: int, pink: bool) -> np.ndarray:
-    white = rng.standard_normal((n, channels)).astype(np.float32)
-    if not pink:
-        return white
-    spec = np.fft.rfft(white, axis=0)
-    f = np.fft.rfftfreq(n, 1.0 / RENDER_SR)
-    spec /= np.sqrt(np.maximum(f, 20.0))[:, None]  # 1/f power, flat below 20 Hz
-    pink_noise = np.fft.irfft(spec, n=n, axis=0).astype(np.float32)
-    return pink_noise / (pink_noise.std() + 1e-12)
-
-
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
 
@@ -374,8 +410,7 @@ class AudioChoices:
     mix_budget: float
     mix_gain_db: float
     peak_db: float
-    snr_db: float
-    pink: bool
+    chain: Chain  # the room, microphone and noise it was recorded through
 
 
 def _audio_choices(spec: ClipSpec, rng: np.random.Generator) -> AudioChoices:
@@ -387,14 +422,27 @@ def _audio_choices(spec: ClipSpec, rng: np.random.Generator) -> AudioChoices:
     return AudioChoices(lead=float(lead), content=float(content),
                          mix_offset=float(rng.uniform(0, content - mix_budget)), mix_budget=float(mix_budget),
                          mix_gain_db=float(rng.uniform(-14, -6)), peak_db=float(rng.uniform(-18, -1)),
-                         snr_db=float(rng.uniform(10, 50)), pink=bool(rng.random() < 0.5))
+                         chain=draw_chain(rng))
 
 
-def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class ClipSource:
+    """Where a clip's sound came from, for sources.csv and the licence column."""
+
+    source: str  # the main sound's source key
+    voice: str  # its voice, described
+    mix_voice: str  # the quieter second class's voice, or ''
+    chain: str  # the recorded-like chain, described
+
+    @property
+    def family(self) -> str:
+        return family(self.source)
+
+
+def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, ClipSource]:
     """Render and write a chunk of clips; re-roll any layer that comes out silent (a note outside a zone).
 
-    Returns each clip's fname -> the soundfont key of its main sound (for the licence column).
-    """
+    Returns each clip's fname -> where its sound came from."""
     choices = {s.index: _audio_choices(s, np.random.default_rng([seed, 1, s.index])) for s in specs}
     wanted = {}  # (clip index, layer) -> (class, budget)
     for s in specs:
@@ -402,7 +450,7 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, str]:
         if s.mix_class is not None:
             wanted[(s.index, 1)] = (s.mix_class, choices[s.index].mix_budget)
     rendered: dict[tuple[int, int], np.ndarray] = {}
-    soundfonts: dict[tuple[int, int], str] = {}
+    voices: dict[tuple[int, int], Voice] = {}
     tmp_dir = Path(tempfile.mkdtemp(prefix="fsdtag_demo_"))
     try:
         for attempt in range(MAX_ATTEMPTS):
@@ -411,12 +459,12 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, str]:
                 break
             layers = {k: make_layer(*wanted[k], np.random.default_rng([seed, 2, k[0], k[1], attempt]))
                       for k in todo}
-            for soundfont in sorted({layer.voice.soundfont for layer in layers.values()}):
-                keys = [k for k in todo if layers[k].voice.soundfont == soundfont]
+            for source in sorted({layer.voice.source for layer in layers.values()}):
+                keys = [k for k in todo if layers[k].voice.source == source]
                 for k, audio in zip(keys, render_layers([layers[k] for k in keys], tmp_dir), strict=True):
                     if np.abs(audio).max() > SILENT_PEAK:
                         rendered[k] = audio
-                        soundfonts[k] = soundfont
+                        voices[k] = layers[k].voice
         missing = [k for k in wanted if k not in rendered]
         if missing:
             raise RuntimeError(f"layers still silent after {MAX_ATTEMPTS} attempts: {missing}")
@@ -429,13 +477,16 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, str]:
         path = Path(root) / s.audio_dir / s.fname
         atomic_write(path, lambda tmp, a=audio, s=s: sf.write(tmp, a, s.sample_rate, subtype=s.subtype,
                                                              format="WAV"))
-        written[s.fname] = soundfonts[(s.index, 0)]
+        mix = voices.get((s.index, 1))
+        written[s.fname] = ClipSource(voices[(s.index, 0)].source, voices[(s.index, 0)].describe(),
+                                      mix.describe() if mix else "", choices[s.index].chain.describe())
     return written
 
 
 def assemble(spec: ClipSpec, ch: AudioChoices, main: np.ndarray, mix: np.ndarray | None,
              rng: np.random.Generator) -> np.ndarray:
-    """Place the sound between silences, add the quieter class and background noise, then set the format."""
+    """Place the sound between silences, add the quieter class, record it through the clip's chain (room,
+    microphone, noise), then set the level and the format."""
     content = _fade_out(main.copy())
     level = _rms(content[np.abs(content).max(axis=1) > SILENT_PEAK]) + 1e-9
     if mix is not None:
@@ -451,8 +502,8 @@ def assemble(spec: ClipSpec, ch: AudioChoices, main: np.ndarray, mix: np.ndarray
     clip[a:a + n] = content[:n]
     if spec.channels == 1:
         clip = clip.mean(axis=1, keepdims=True)
-        level = _rms(content[:n].mean(axis=1)) + 1e-9
-    clip += _noise(rng, n_total, spec.channels, ch.pink) * (level * 10 ** (-ch.snr_db / 20))
+    clip *= CHAIN_PEAK / (np.abs(clip).max() + 1e-9)
+    clip = apply_chain(clip, RENDER_SR, ch.chain, rng)
     clip *= 10 ** (ch.peak_db / 20) / (np.abs(clip).max() + 1e-9)
     if spec.sample_rate != RENDER_SR:
         clip = soxr.resample(clip, RENDER_SR, spec.sample_rate, quality="HQ").astype(np.float32)
@@ -461,10 +512,10 @@ def assemble(spec: ClipSpec, ch: AudioChoices, main: np.ndarray, mix: np.ndarray
 
 
 def check_tools() -> None:
-    """Fail early, with the fix, if fluidsynth or a soundfont is missing."""
+    """Fail early, with the fix, if fluidsynth, a soundfont or a drum kit is missing."""
     missing = [str(p) for p in SOUNDFONTS.values() if not p.exists()]
+    missing += [str(hydrogen.KIT_DIR / kit) for kit in hydrogen.KITS if not (hydrogen.KIT_DIR / kit).is_dir()]
     if shutil.which("fluidsynth") is None:
         missing.append("fluidsynth")
     if missing:
-        raise RuntimeError(f"missing {', '.join(missing)}: apt-get install fluidsynth fluid-soundfont-gm "
-                           "avldrums.lv2-soundfont")
+        raise RuntimeError(f"missing {', '.join(missing)}: apt-get install {' '.join(APT_PACKAGES)}")
