@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from utils.dataset_csv import read_test_csv
 from utils.demo import hydrogen
 from utils.demo.dataset import PARAMS_FILE, SOURCES_CSV, SOURCES_HEADER, build_demo_dataset
 from utils.demo.room import draw_chain
@@ -33,6 +34,7 @@ def test_only_the_allowed_kits_and_every_source_licensed():
                                   "rumpf_kit_z01_h2"}
     sources = {v.source for voices in CLASS_VOICES.values() for v in voices}
     assert sources <= set(LICENSES)
+    assert not any("," in text for text in LICENSES.values())  # a field of the test CSV, written unquoted
     assert {s for s in sources if s.startswith("h2:")} == {"h2:" + k for k in hydrogen.KITS}
 
 
@@ -51,8 +53,10 @@ def test_hydrogen_hits_sound_where_they_are_played(kit):
 
 def test_sources_csv_names_each_clip_and_its_chain(tmp_path):
     root = tmp_path / "d"
-    build_demo_dataset(root, clips_per_class=2, test_clips_per_class=1, seed=11, classes=["Hi-hat", "Oboe"],
+    build_demo_dataset(root, clips_per_class=2, test_clips_per_class=1, seed=11, classes=["Cowbell", "Oboe"],
                        jobs=1)
+    test = read_test_csv(root / "test_post_competition.csv")  # every licence fits its column
+    assert set(test["license"]) <= set(LICENSES.values())
     with open(root / SOURCES_CSV, newline="") as f:
         reader = csv.DictReader(f)
         assert reader.fieldnames == SOURCES_HEADER

@@ -20,11 +20,11 @@ KIT_DIR = Path("/usr/share/hydrogen/data/drumkits")
 KITS = ("The Black Pearl 1.0", "Gimme A Hand 1.0", "ColomboAcousticDrumkit", "Audiophob", "rumpf_kit_z01_h2")
 # circAfrique v4 (djembes and dunun) is allowed but holds no instrument of the 21 classes
 LICENSES = {
-    "The Black Pearl 1.0": "GPL (Glen MacArthur, Hydrogen kit)",
-    "Gimme A Hand 1.0": "GPL (Glen MacArthur, Hydrogen kit)",
-    "ColomboAcousticDrumkit": "GPL (Marcos Guglielmetti, Hydrogen kit)",
-    "Audiophob": "CC0 (Audiophob, Hydrogen kit)",
-    "rumpf_kit_z01_h2": "CC-BY-3.0 (Emanuel Rumpf, Hydrogen kit)",
+    "The Black Pearl 1.0": "GPL (Glen MacArthur; Hydrogen kit)",
+    "Gimme A Hand 1.0": "GPL (Glen MacArthur; Hydrogen kit)",
+    "ColomboAcousticDrumkit": "GPL (Marcos Guglielmetti; Hydrogen kit)",
+    "Audiophob": "CC0 (Audiophob; Hydrogen kit)",
+    "rumpf_kit_z01_h2": "CC-BY-3.0 (Emanuel Rumpf; Hydrogen kit)",
 }
 # which instruments of a kit play a class, by name ("Sabian Hat Closed", "c3 - bass drum 1", "Closed HH", ...)
 CLASS_PATTERNS = {
