@@ -131,18 +131,6 @@ def test_a_fold_is_trained_by_one_process_at_a_time(demo_root, tmp_path):
     assert not paths.log_path(tmp_path, DEMO, 2, "it0").exists()
 
 
-def test_fold_logs_are_appended(demo_root, tmp_path):
-    env = {**os.environ, "FSDTAG_EXP_ROOT": str(tmp_path), "FSDTAG_FOLDS": "3"}
-    cmd = f"{sys.executable} train.py --model {DEMO} --spec_dir specs_train_v1 --max_len 600 " \
-          f"--data_root {demo_root} --exp_root {tmp_path}"
-    for _ in range(2):  # the second run resumes the first (finished: nothing left to train)
-        p = subprocess.run(["./run_experiment.sh", "tiny", f"{cmd} --epochs 1", "0"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr
-    log = (tmp_path / "logs" / "tiny_fold3.log").read_text()
-    assert log.count("=== ") == 2 and "epoch   1/1" in log and "resuming" in log
-
-
 def test_killing_the_launcher_alone_stops_its_whole_tree(demo_root, tmp_path):
     """kill -TERM to run_experiment_set.py's PID (not its group) stops run_experiment.sh and train.py too."""
     exp = tmp_path / "exp"

@@ -249,3 +249,6 @@ def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
     proc = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 1 and "fold(s) 7 failed" in proc.stderr
+    # fold 1 ran again and resumed its finished run: its log holds both runs, appended, each with its header
+    log = (tmp_path / "logs" / "tiny_fold1.log").read_text()
+    assert log.count("=== ") == 2 and "epoch   1/1" in log and "resuming" in log

@@ -39,7 +39,7 @@ PRESETS = {
     # 0.95, while agreement with posterior > 0.3 already accepts labels that are 93-97% right (vs 70% unfiltered)
     "demo": Preset(models=(("models/vgg_gap_demo.py", "specs_train_v1"),
                            ("models/vgg_gap_demo_v2.py", "specs_train_v2")),
-                   max_len=1500, iterations=2, top_probs_thresh=0.3, k_per_class=40, n_excerpts=25),
+                   max_len=1500, iterations=1, top_probs_thresh=0.3, k_per_class=40, n_excerpts=25),
 }
 
 
