@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stage.add_argument("--seed", type=int, default=1, help="seed for batches, excerpts, mixup and init")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
-    add_threads_arg(compute, cpu_cores(), "every core; on a CPU the folds of run_experiment.sh train one after "
-                                          "another, so one fold has the machine")
+    add_threads_arg(compute, cpu_cores(), "every core; on a CPU run_experiment.sh runs folds side by side and "
+                                          "gives each its share")
     return parser.parse_args(argv)
 
 
