@@ -60,6 +60,10 @@ else
     n_folds=$(wc -w <<<"$folds")
     default_jobs=$((cores < n_folds ? cores : n_folds))
     jobs=${FSDTAG_CPU_JOBS:-$((default_jobs < 4 ? default_jobs : 4))}
+    if ! [[ $jobs =~ ^[1-9][0-9]*$ ]]; then
+        echo "run_experiment.sh: FSDTAG_CPU_JOBS must be a positive number, got '$jobs'" >&2
+        exit 2
+    fi
     threads=$((cores / jobs > 1 ? cores / jobs : 1))
     running=0
     for k in $folds; do

@@ -242,9 +242,14 @@ def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
     proc = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # on a CPU the two folds run side by side, each on its share of the cores
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
     for k in (1, 2):
-        assert (tmp_path / "logs" / f"tiny_fold{k}.log").is_file()
+        assert f"--fold {k} --threads {threads}" in (tmp_path / "logs" / f"tiny_fold{k}.log").read_text()
         assert json.loads(paths.log_path(tmp_path, DEMO, k, "it0").read_text())["finished"]
+    bad = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
+                         env={**env, "FSDTAG_CPU_JOBS": "0"}, timeout=60)
+    assert bad.returncode == 2 and "FSDTAG_CPU_JOBS must be a positive number" in bad.stderr
     env["FSDTAG_FOLDS"] = "1 7"
     proc = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=600)
