@@ -5,9 +5,10 @@
 # GPU one after another. Without GPUs (N_GPUS=0, the default when nvidia-smi finds none) the folds share the CPU:
 # FSDTAG_CPU_JOBS folds at a time (default: one per core, at most 4), each told --threads <cores / jobs>, which
 # beats one fold at a time on every core (2 cores, 2 demo folds: 32 s side by side on one thread each, 50 s one
-# after another on two: torch's import and the single-threaded parts overlap). Each fold logs to ${FSDTAG_EXP_ROOT:-experiments}/logs/NAME_fold<K>.log; FSDTAG_FOLDS
-# picks other folds ("1 3"). A resumed fold appends to its log. Exits non-zero naming the folds that failed;
-# Ctrl-C or SIGTERM stops every running fold at once.
+# after another on two: torch's import and the single-threaded parts overlap). Each fold logs to
+# ${FSDTAG_EXP_ROOT:-experiments}/logs/NAME_fold<K>.log; FSDTAG_FOLDS picks other folds ("1 3"). A resumed fold
+# appends to its log. Exits non-zero naming the folds that failed; Ctrl-C or SIGTERM stops every running fold at
+# once.
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }

@@ -4,7 +4,7 @@ python -m benchmarks.cross_source [--data_root data] [--exp_root experiments/cro
 
 Needs a built default (make_demo_dataset.py, which writes sources.csv) with its v2 spectrograms (run_demo.sh
 step 2). For each source family F (each GM soundfont, avldrums, the Hydrogen kits): train the demo model on the
-train clips of every other family (one run per fold, train.py --train_file), average the folds' posteriors on
+train clips of every other family (run_experiment.sh, train.py --train_file), average the folds' posteriors on
 the test clips (scored and Ignored padding: sources.csv knows every clip's true class), and score MAP@3 on
   cross-source: the test clips played by F,
   in-source:    the test clips of the same classes played by the other families,
@@ -12,6 +12,8 @@ in one run. Results go to <exp_root>/cross_source.json; finished folds are reuse
 
 import argparse
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,6 @@ import pandas as pd
 import scipy.special
 
 from utils import paths
-from utils.cli import cpu_cores
 from utils.dataset_csv import read_train_csv
 from utils.metrics import map_at_k
 from utils.paths import REPO
@@ -40,18 +41,18 @@ def train_without(family: str, sources: pd.DataFrame, data_root: Path, exp: Path
     if not train_file.is_file():
         exp.mkdir(parents=True, exist_ok=True)
         train[~train["fname"].isin(own)].to_csv(train_file, index=False)
-    # the folds train side by side, one per core, as run_experiment.sh runs them on a CPU
     todo = [k for k in folds if not paths.params_path(exp, MODEL, k, "it0").is_file()]
-    threads = max(1, cpu_cores() // max(1, len(todo)))
-    procs = []
-    for fold in todo:
-        cmd = [sys.executable, "train.py", "--model", MODEL, "--spec_dir", SPEC_DIR, "--max_len", str(MAX_LEN),
-               "--data_root", str(data_root), "--exp_root", str(exp), "--train_file", str(train_file),
-               "--fold", str(fold), "--threads", str(threads)] + (["--epochs", str(epochs)] if epochs else [])
-        print(f"  {family}: fold {fold} on {len(train) - len(own)} of {len(train)} train clips", flush=True)
-        procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL))
-    if any(p.wait() != 0 for p in procs):
-        raise RuntimeError(f"training without {family} failed; see {exp}")
+    if todo:
+        # run_experiment.sh runs the folds as every schedule step does: side by side on a CPU, one per GPU
+        cmd = shlex.join([sys.executable, "train.py", "--model", MODEL, "--spec_dir", SPEC_DIR, "--max_len",
+                          str(MAX_LEN), "--data_root", str(data_root), "--exp_root", str(exp), "--train_file",
+                          str(train_file)] + (["--epochs", str(epochs)] if epochs else []))
+        print(f"  {family}: folds {todo} on {len(train) - len(own)} of {len(train)} train clips", flush=True)
+        env = {**os.environ, "FSDTAG_EXP_ROOT": str(exp), "FSDTAG_FOLDS": " ".join(map(str, todo))}
+        done = subprocess.run(["./run_experiment.sh", f"without_{family}", cmd], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeError(f"training without {family} failed; see {exp / 'logs'}")
     return [paths.params_path(exp, MODEL, k, "it0") for k in folds]
 
 
