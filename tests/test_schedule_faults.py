@@ -137,7 +137,9 @@ def test_killing_the_launcher_alone_stops_its_whole_tree(demo_root, tmp_path):
     proc = subprocess.Popen([sys.executable, "run_experiment_set.py", "--experiment_set", "pretrain", "--preset",
                              "demo", "--epochs", "50", "--num_gpus", "0", "--data_root", str(demo_root),
                              "--exp_root", str(exp)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # folds one after another, so that a fold not yet started shows the launcher stopped
+                            env={**os.environ, "FSDTAG_CPU_JOBS": "1"})
 
     def tree() -> list[str]:
         out = subprocess.run(["pgrep", "-f", str(exp)], capture_output=True, text=True).stdout
