@@ -17,7 +17,7 @@ import train
 from utils import paths
 from utils.cli import run_cli
 from utils.paths import REPO
-from utils.training import EpochBatches, lr_at, mixup, soft_cross_entropy
+from utils.training import EpochBatches, lr_at, mixup, mixup_weights, soft_cross_entropy
 
 DEMO = "models/vgg_gap_demo.py"
 
@@ -47,9 +47,14 @@ def ramp_batch(n: int, n_classes: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     return x, F.one_hot(torch.arange(n), n_classes).float()
 
 
+def draw_and_mix(x: torch.Tensor, y: torch.Tensor, alpha: float, rng: np.random.Generator):
+    """What a training step does: lambdas drawn on the host, mixed where the batch is."""
+    return mixup(x, y, torch.from_numpy(mixup_weights(rng, len(x), alpha)))
+
+
 def test_mixup_pairs_each_sample_with_the_reversed_batch():
     x, y = ramp_batch(4)
-    mx, my = mixup(x, y, 0.3, np.random.default_rng(5))
+    mx, my = draw_and_mix(x, y, 0.3, np.random.default_rng(5))
     lam = np.random.default_rng(5).beta(0.3, 0.3, size=4).astype(np.float32)  # one lambda per sample, in order
     for i in range(4):
         partner = 3 - i
@@ -64,7 +69,7 @@ def test_mixup_pairs_each_sample_with_the_reversed_batch():
 def test_mixup_draws_one_lambda_per_sample_from_the_generator():
     # a resumed run reproduces the later draws only if mixup takes exactly len(batch) values from the rng
     rng, twin = np.random.default_rng(9), np.random.default_rng(9)
-    mixup(*ramp_batch(5), 0.3, rng)
+    draw_and_mix(*ramp_batch(5), 0.3, rng)
     twin.beta(0.3, 0.3, size=5)
     assert rng.random() == twin.random()
 
@@ -72,17 +77,17 @@ def test_mixup_draws_one_lambda_per_sample_from_the_generator():
 def test_mixup_alpha_edges_and_the_middle_of_an_odd_batch():
     x, y = ramp_batch(5)
     # alpha -> 0: lambda is 0 or 1, so each mixed sample is (almost) one of its pair
-    mx, my = mixup(x, y, 1e-3, np.random.default_rng(0))
+    mx, my = draw_and_mix(x, y, 1e-3, np.random.default_rng(0))
     for i in range(5):
         assert min(abs(mx[i, 0, 0, 0] - i), abs(mx[i, 0, 0, 0] - (4 - i))) < 1e-2
         assert my[i].max() > 0.99
     # alpha large: lambda -> 1/2, the pair's average
-    mx, my = mixup(x, y, 1e4, np.random.default_rng(0))
+    mx, my = draw_and_mix(x, y, 1e4, np.random.default_rng(0))
     assert torch.allclose(mx[:, 0, 0, 0], torch.full((5,), 2.0), atol=0.05)
     assert torch.allclose(my[0, [0, 4]], torch.tensor([0.5, 0.5]), atol=0.02)
     # the middle sample of an odd batch is its own partner: unchanged whatever lambda
     for alpha in (1e-3, 0.3, 1e4):
-        mx, my = mixup(x, y, alpha, np.random.default_rng(1))
+        mx, my = draw_and_mix(x, y, alpha, np.random.default_rng(1))
         assert torch.equal(mx[2], x[2]) and torch.equal(my[2], y[2])
 
 

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from utils import paths
 from utils.predict import pick_device
 
-# Where files are and what runs them (device, threads) do not change a run's result: a checkpoint resumes whatever
-# they are.
-WHERE_KEYS = ("data_root", "exp_root", "device", "threads")
+# Where files are and how the step is run (device, threads, data path, compilation, memory layout, validation batch)
+# change a run's result by rounding at most: a checkpoint resumes whatever they are. Mixed precision is substance.
+WHERE_KEYS = ("data_root", "exp_root", "device", "threads", "data_on", "compile", "channels_last",
+              "valid_batch_size")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PATH_KEYS = ("model", "train_file", "ini_params")  # compared by file name: a respelled path is the same file
 
 
@@ -31,13 +33,35 @@ def lr_at(epoch: int, base_lr: float, epochs: int, decay_from: int) -> float:
     return base_lr * (epochs - epoch) / max(1, epochs - decay_from)
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, rng: np.random.Generator
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mix each sample with its partner in the reversed batch, with a per-sample lambda ~ Beta(alpha, alpha)."""
-    lam = torch.from_numpy(rng.beta(alpha, alpha, size=len(x)).astype(np.float32)).to(x.device)
+def mixup_weights(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:
+    """One lambda ~ Beta(alpha, alpha) per sample, drawn on the host from the batch's generator."""
+    return rng.beta(alpha, alpha, size=n).astype(np.float32)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix each sample with its partner in the reversed batch, sample i with weight lam[i]."""
     lx = lam.view(-1, 1, 1, 1)
     ly = lam.view(-1, 1)
     return lx * x + (1 - lx) * x.flip(0), ly * y + (1 - ly) * y.flip(0)
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> str | None:
+    """--amp's dtype name: 'auto' is bf16 where the device has it (every CPU torch runs on, Ampere and later GPUs),
+    else fp16, which needs a gradient scaler."""
+    if amp != "auto":
+        return amp
+    return "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
+
+
+def capture_rng(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """torch's global random state (dropout masks draw from it), so several folds in one process keep their own."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def restore_rng(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

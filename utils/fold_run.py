@@ -1,0 +1,168 @@
+"""One fold's training run: its clips, network, optimizer, outputs and random state. train.py steps one of these,
+or several together in one process (one GPU holds four fold models and one store of their spectrograms).
+
+A run's results depend only on its own state: its batches and mixup weights come from generators derived from
+(seed, epoch, batch), its dropout masks from torch's global generator, which is swapped in and out around each of
+its steps. So folds stepped together in one process train exactly as they would alone."""
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils import paths
+from utils.atomic import save_json, save_torch
+from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts, to_device
+from utils.training import (
+    AMP_DTYPES,
+    EpochBatches,
+    capture_rng,
+    lr_at,
+    mixup,
+    mixup_weights,
+    restore_rng,
+    resume_differences,
+    soft_cross_entropy,
+)
+
+
+class FoldRun:
+    """Set up (or resume) one fold; then per epoch `begin_epoch`, `step` for each of its batches, `end_epoch`."""
+
+    def __init__(self, fold: int, model: nn.Module, train_rows: np.ndarray, train_y: np.ndarray,
+                 valid_rows: np.ndarray, valid_y: np.ndarray, source: HostExcerpts | DeviceExcerpts,
+                 run_config: dict[str, Any], args: Any, world: int, rank: int, device: torch.device):
+        c = run_config
+        self.fold, self.config, self.source, self.device = fold, c, source, device
+        self.world, self.rank, self.master = world, rank, rank == 0
+        self.train_rows, self.valid_rows = train_rows, valid_rows
+        self.train_y, self.valid_y = to_device(train_y, device), to_device(valid_y, device)
+        self.amp = AMP_DTYPES.get(c["amp"]) if c["amp"] else None
+        self.max_len, self.excerpt_len = c["max_len"], c["settings"]["excerpt_len"]
+        self.valid_batch_size = args.valid_batch_size or c["settings"]["valid_batch_size"]
+        exp_root = Path(c["exp_root"])
+        self.params_file = paths.params_path(exp_root, args.model, fold, args.tag)
+        self.log_file = paths.log_path(exp_root, args.model, fold, args.tag)
+        self.ckpt_file = paths.checkpoint_path(exp_root, args.model, fold, args.tag)
+        self.label = f"fold {fold} " if len(args.fold) > 1 else ""  # prefixes its lines when folds share a log
+
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        # fused Adam: one kernel for all parameters on a GPU instead of a dozen per parameter group
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=c["base_lr"], fused=device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=c["amp"] == "fp16")  # bf16 needs no scaling
+        self.start_epoch, self.best_loss, self.history = 0, math.inf, []
+        if self.ckpt_file.is_file():
+            self._resume()
+        step_model = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+        self.step_model = torch.compile(step_model) if args.compile else step_model
+
+    def _resume(self) -> None:
+        ckpt = torch.load(self.ckpt_file, map_location=self.device, weights_only=True)
+        differences = resume_differences(ckpt["config"], self.config)
+        if differences:
+            raise ValueError(f"{self.ckpt_file} was written by a run with other settings ({'; '.join(differences)}); "
+                             f"use another --exp_root or --tag to keep both, or delete it to start this run over")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch, self.best_loss, self.history = ckpt["epoch"], ckpt["best_valid_loss"], ckpt["history"]
+        if self.master:
+            print(f"{self.label}resuming {self.ckpt_file} after epoch {self.start_epoch}")
+
+    def begin_epoch(self, epoch: int) -> EpochBatches:
+        c = self.config
+        self.epoch, self.t0 = epoch, time.time()
+        self.lr = lr_at(epoch, c["base_lr"], c["epochs"], c["decay_from"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        torch.manual_seed(c["seed"] * 100003 + epoch)  # dropout masks, reproducible across a resume
+        self.rng_state = capture_rng(self.device)
+        self.model.train()
+        # summed on the device and read once per epoch: a .item() per step would stall the host on every batch
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self.seen = 0
+        return EpochBatches(c["seed"], epoch, len(self.train_rows), c["settings"]["batch_size"], self.world,
+                            self.rank)
+
+    def step(self, idx: np.ndarray, rng: np.random.Generator) -> None:
+        """One optimizer step on the batch of training clips idx, its excerpts and mixup weights drawn from rng."""
+        restore_rng(self.rng_state, self.device)
+        x = self.source.cut(self.train_rows[idx], draw_starts(rng, len(idx), self.max_len, self.excerpt_len),
+                            self.excerpt_len)
+        y = self.train_y[to_device(idx, self.device)]
+        target = F.one_hot(y, self.n_classes).float()
+        alpha = self.config["mixup_alpha"]
+        if alpha > 0:
+            x, target = mixup(x, target, to_device(mixup_weights(rng, len(idx), alpha), self.device))
+        if self.config["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            logits = self.step_model(x)
+        loss = soft_cross_entropy(logits, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.loss_sum += loss.detach() * len(idx)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(idx)
+        self.rng_state = capture_rng(self.device)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.config["classes"])
+
+    @torch.no_grad()
+    def validation_logits(self) -> torch.Tensor:
+        """Logits of the verified held-out clips, each whole (tiled/clipped to max_len), in eval mode."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(self.valid_rows), self.valid_batch_size):
+            rows = self.valid_rows[i:i + self.valid_batch_size]
+            x = self.source.cut(rows, np.zeros(len(rows), dtype=np.int64), self.max_len)
+            if self.config["channels_last"]:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                out.append(self.model(x).float())
+        return torch.cat(out)
+
+    def end_epoch(self) -> None:
+        """Validate, keep the best parameters, log, checkpoint (rank 0 only)."""
+        if not self.master:
+            return
+        logits = self.validation_logits()
+        valid_loss = F.cross_entropy(logits, self.valid_y).item()
+        valid_acc = (logits.argmax(1) == self.valid_y).float().mean().item()
+        row = {"epoch": self.epoch + 1, "train_loss": self.loss_sum.item() / self.seen,
+               "train_acc": self.correct.item() / self.seen, "valid_loss": valid_loss, "valid_acc": valid_acc,
+               "lr": self.lr, "seconds": time.time() - self.t0}
+        self.history.append(row)
+        improved = valid_loss < self.best_loss
+        c, epochs = self.config, self.config["epochs"]
+        if improved:
+            self.best_loss = valid_loss
+            save_torch(self.params_file, {"state_dict": self.model.state_dict(),
+                                          "config": {**c, "epoch": self.epoch + 1, "valid_loss": valid_loss}})
+        save_json(self.log_file, {"config": c, "history": self.history, "finished": self.epoch + 1 == epochs,
+                                  "best_valid_loss": self.best_loss})
+        save_torch(self.ckpt_file, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                    "scaler": self.scaler.state_dict(), "epoch": self.epoch + 1,
+                                    "best_valid_loss": self.best_loss, "history": self.history, "config": c})
+        print(f"{self.label}epoch {self.epoch + 1:3d}/{epochs} | lr {self.lr:.2e} | train loss {row['train_loss']:.4f} "
+              f"acc {row['train_acc']:.3f} | valid loss {valid_loss:.4f} acc {valid_acc:.3f}"
+              f"{' *' if improved else ''} | {row['seconds']:.1f}s", flush=True)
+
+
+def fold_rows(df: pd.DataFrame, row_of: dict[str, int]) -> np.ndarray:
+    """The rows of df's clips in the excerpt source."""
+    return np.array([row_of[f] for f in df["fname"]], dtype=np.int64)
