@@ -92,10 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     # settings: the model file's, for pretraining or fine-tuning, with --epochs keeping the schedule's shape
-    for fold in args.fold:
-        check_fold(fold)
-    if len(set(args.fold)) != len(args.fold):
-        raise ValueError(f"--fold lists a fold twice: {args.fold}")
     module = load_model_file(args.model)
     settings = model_settings(module)
     if args.fine_tune:
@@ -191,6 +187,10 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(args: argparse.Namespace) -> None:
     """Train, holding each fold's lock (under torchrun, rank 0 writes every file, so only it locks)."""
+    for fold in args.fold:
+        check_fold(fold)
+    if len(set(args.fold)) != len(args.fold):
+        raise ValueError(f"--fold lists a fold twice: {args.fold}")
     if int(os.environ.get("RANK", "0")) != 0:
         train(args)
         return

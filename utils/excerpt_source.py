@@ -50,8 +50,8 @@ class DeviceExcerpts:
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self.frames = torch.empty((int(lengths.sum()), specs[0].shape[0]), dtype=dtype, device=device)
         for spec, offset, n in zip(specs, offsets, lengths, strict=True):
-            # the store's clips are frame-major, so spec.T is contiguous: one copy each, no host-side transpose
-            self.frames[offset:offset + n] = torch.from_numpy(np.ascontiguousarray(spec.T)).to(device, dtype)
+            # the store's clips are frame-major, so spec.T is one block: copied out of the read-only memory map
+            self.frames[offset:offset + n] = torch.from_numpy(np.array(spec.T)).to(device, dtype)
         self.lengths = torch.from_numpy(lengths).to(device)
         self.offsets = torch.from_numpy(offsets).to(device)
         self.device = device
