@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Run a command once per fold (1..4), appending --fold K.
+# Run a training command for each fold (1..4), appending --fold K.
 #   ./run_experiment.sh NAME "python train.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1" [N_GPUS]
-# With N GPUs, fold K runs on GPU (K-1) mod N (CUDA_VISIBLE_DEVICES): the GPUs work in parallel, folds sharing a
-# GPU one after another. Without GPUs (N_GPUS=0, the default when nvidia-smi finds none) the folds share the CPU:
+# With one GPU, one process trains all folds together (--fold 1 2 3 4: one CUDA context, one store of the
+# spectrograms, no time-slicing between processes); FSDTAG_FOLD_SHARING=0 runs them one after another instead.
+# With N > 1 GPUs, fold K runs on GPU (K-1) mod N (CUDA_VISIBLE_DEVICES): the GPUs work in parallel, folds sharing
+# a GPU one after another. Without GPUs (N_GPUS=0, the default when nvidia-smi finds none) the folds share the CPU:
 # FSDTAG_CPU_JOBS folds at a time (default: one per core, at most 4), each told --threads <cores / jobs>, which
 # beats one fold at a time on every core (2 cores, 2 demo folds: 32 s side by side on one thread each, 50 s one
-# after another on two: torch's import and the single-threaded parts overlap). Each fold logs to
-# ${FSDTAG_EXP_ROOT:-experiments}/logs/NAME_fold<K>.log; FSDTAG_FOLDS picks other folds ("1 3"). A resumed fold
-# appends to its log. Exits non-zero naming the folds that failed; Ctrl-C or SIGTERM stops every running fold at
-# once.
+# after another on two: torch's import and the single-threaded parts overlap); FSDTAG_FOLD_SHARING=1 makes it one
+# process on every core. Each fold logs to ${FSDTAG_EXP_ROOT:-experiments}/logs/NAME_fold<K>.log (folds trained
+# together write their shared output to each); FSDTAG_FOLDS picks other folds ("1 3"). A resumed fold appends to
+# its log. Exits non-zero naming the folds that failed; Ctrl-C or SIGTERM stops every running fold at once.
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -49,7 +51,27 @@ run_fold() {  # run_fold K GPU ('' for the CPU) [EXTRA ARGS]; records the exit s
     if [ "$rc" -ne 0 ]; then tail -n 3 "$log" >&2; fi
 }
 
-if [ "$n_gpus" -gt 0 ]; then
+run_together() {  # run_together GPU ('' for the CPU) [EXTRA ARGS]: every fold in one process
+    local args="--fold $folds${2:+ $2}" logs=() k rc=0
+    for k in $folds; do
+        logs+=("$log_dir/${name}_fold$k.log")
+        echo "=== $(date '+%Y-%m-%d %H:%M:%S') $name fold $k (folds $folds in one process): $cmd $args" >>"${logs[-1]}"
+    done
+    echo "CUDA_VISIBLE_DEVICES=$1 $cmd $args  (logs: ${logs[*]})"
+    CUDA_VISIBLE_DEVICES=$1 bash -c "$cmd $args" 2>&1 | tee -a "${logs[@]}" >/dev/null || rc=$?
+    for k in $folds; do echo "$rc" >"$status_dir/$k"; done
+    if [ "$rc" -ne 0 ]; then tail -n 3 "${logs[0]}" >&2; fi
+}
+
+sharing=${FSDTAG_FOLD_SHARING:-$((n_gpus == 1 ? 1 : 0))}
+if ! [[ $sharing =~ ^[01]$ ]]; then
+    echo "run_experiment.sh: FSDTAG_FOLD_SHARING must be 0 or 1, got '$sharing'" >&2
+    exit 2
+fi
+if [ "$sharing" -eq 1 ]; then
+    if [ "$n_gpus" -gt 0 ]; then run_together 0 & else run_together "" "--threads $(nproc)" & fi
+    wait
+elif [ "$n_gpus" -gt 0 ]; then
     for ((gpu = 0; gpu < n_gpus; gpu++)); do
         (for k in $folds; do
             if [ $(((k - 1) % n_gpus)) -eq "$gpu" ]; then run_fold "$k" "$gpu"; fi

@@ -255,6 +255,20 @@ def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
     bad = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
                          env={**env, "FSDTAG_CPU_JOBS": "0"}, timeout=60)
     assert bad.returncode == 2 and "FSDTAG_CPU_JOBS must be a positive number" in bad.stderr
+    bad = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
+                         env={**env, "FSDTAG_FOLD_SHARING": "yes"}, timeout=60)
+    assert bad.returncode == 2 and "FSDTAG_FOLD_SHARING must be 0 or 1" in bad.stderr
+
+    # one GPU given: both folds in one process (here it falls back to the CPU), its output in each fold's log
+    shared = tmp_path / "shared"
+    shared_cmd = f"{sys.executable} train.py " + " ".join(train_args(demo_root, shared, "--epochs", "1"))
+    proc = subprocess.run(["./run_experiment.sh", "tiny", shared_cmd, "1"], cwd=REPO, capture_output=True,
+                          text=True, env={**env, "FSDTAG_EXP_ROOT": str(shared)}, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for k in (1, 2):
+        log = (shared / "logs" / f"tiny_fold{k}.log").read_text()
+        assert "(folds 1 2 in one process)" in log and "fold 1 epoch   1/1" in log and "fold 2 epoch   1/1" in log
+        assert json.loads(paths.log_path(shared, DEMO, k, "it0").read_text())["finished"]
     env["FSDTAG_FOLDS"] = "1 7"
     proc = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=600)
