@@ -47,7 +47,7 @@ $py evaluate_experiment_set.py --data_root "$data" --exp_root "$exp"
 
 step "5/7 a live-tagger model (v2 without SoX, fold 1)"
 $py train.py --model models/vgg_gap_demo_no_pp.py --spec_dir specs_train_v2_no_pp --fold 1 --max_len 1500 \
-    --data_root "$data" --exp_root "$exp"
+    --channels_last --data_root "$data" --exp_root "$exp"
 
 step "6/7 live tagging of a test clip played as a stream"
 clips=("$data"/audio_test/*.wav)

@@ -26,6 +26,7 @@ class Preset:
     top_probs_thresh: float
     k_per_class: int
     n_excerpts: int
+    train_flags: tuple[str, ...] = ()  # how train.py runs the step (not what it learns)
 
 
 PRESETS = {
@@ -39,7 +40,10 @@ PRESETS = {
     # 0.95, while agreement with posterior > 0.3 already accepts labels that are 93-97% right (vs 70% unfiltered)
     "demo": Preset(models=(("models/vgg_gap_demo.py", "specs_train_v1"),
                            ("models/vgg_gap_demo_v2.py", "specs_train_v2")),
-                   max_len=1500, iterations=1, top_probs_thresh=0.3, k_per_class=40, n_excerpts=25),
+                   max_len=1500, iterations=1, top_probs_thresh=0.3, k_per_class=40, n_excerpts=25,
+                   # NHWC convolutions: a demo-net step on one CPU thread 302 instead of 432 ms (1.43x), validation
+                   # 91 instead of 192 ms (oneDNN's blocked layout suits 8-channel maps)
+                   train_flags=("--channels_last",)),
 }
 
 
@@ -148,13 +152,14 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
         return {"seed": seed, "max_len": preset.max_len, "epochs": resolved, "fine_tune": fine_tune, **extra}
 
     roots = ["--data_root", str(data_root), "--exp_root", str(exp_root), "--max_len", str(preset.max_len)]
+    train_flags = list(preset.train_flags)
     epochs_args = [] if epochs is None else ["--epochs", str(epochs)]
     steps: list[Step] = []
     if experiment_set in ("pretrain", "all"):
         for model, spec_dir in preset.models:
             steps.append(Step(f"pretrain_{paths.model_name(model)}", "pretrain", True,
                               [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
-                               "--seed", str(seed), *epochs_args],
+                               "--seed", str(seed), *epochs_args, *train_flags],
                               train_logs(exp_root, model, "it0"), model, "it0",
                               train_settings(model, False, spec_dir=spec_dir, train_on="all")))
     if experiment_set in ("finetune", "all"):
@@ -182,7 +187,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                     f"finetune_{name}_{new}", "finetune", True,
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
                      "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
-                     "--seed", str(seed), *epochs_args] + (["--train_on", "all"] if baseline else []),
+                     "--seed", str(seed), *epochs_args, *train_flags] + (["--train_on", "all"] if baseline else []),
                     train_logs(exp_root, model, new), model, new,
                     train_settings(model, True, spec_dir=spec_dir, train_file=train_file,
                                    train_on="all" if baseline else "verified")))
