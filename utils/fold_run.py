@@ -80,7 +80,7 @@ class FoldRun:
 
     def begin_epoch(self, epoch: int) -> EpochBatches:
         c = self.config
-        self.epoch, self.t0 = epoch, time.time()
+        self.epoch, self.t0 = epoch, time.time()  # with folds stepped together, their steps count too
         self.lr = lr_at(epoch, c["base_lr"], c["epochs"], c["decay_from"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
