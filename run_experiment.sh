@@ -2,7 +2,8 @@
 # Run a training command for each fold (1..4), appending --fold K.
 #   ./run_experiment.sh NAME "python train.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1" [N_GPUS]
 # With one GPU, one process trains all folds together (--fold 1 2 3 4: one CUDA context, one store of the
-# spectrograms, no time-slicing between processes); FSDTAG_FOLD_SHARING=0 runs them one after another instead.
+# spectrograms, no time-slicing between processes; a fold that fails fails them all); FSDTAG_FOLD_SHARING=0 runs
+# them one after another instead.
 # With N > 1 GPUs, fold K runs on GPU (K-1) mod N (CUDA_VISIBLE_DEVICES): the GPUs work in parallel, folds sharing
 # a GPU one after another. Without GPUs (N_GPUS=0, the default when nvidia-smi finds none) the folds share the CPU:
 # FSDTAG_CPU_JOBS folds at a time (default: one per core, at most 4), each told --threads <cores / jobs>, which
@@ -66,6 +67,10 @@ run_together() {  # run_together GPU ('' for the CPU) [EXTRA ARGS]: every fold i
 sharing=${FSDTAG_FOLD_SHARING:-$((n_gpus == 1 ? 1 : 0))}
 if ! [[ $sharing =~ ^[01]$ ]]; then
     echo "run_experiment.sh: FSDTAG_FOLD_SHARING must be 0 or 1, got '$sharing'" >&2
+    exit 2
+fi
+if [ "$sharing" -eq 1 ] && [ "$n_gpus" -gt 1 ]; then
+    echo "run_experiment.sh: FSDTAG_FOLD_SHARING=1 is for one GPU or none; with $n_gpus GPUs each fold takes one" >&2
     exit 2
 fi
 if [ "$sharing" -eq 1 ]; then

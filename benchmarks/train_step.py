@@ -21,6 +21,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from itertools import chain, count
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -91,9 +93,14 @@ def fold_run(model_file: str, source: HostExcerpts | DeviceExcerpts, n_clips: in
     return FoldRun(fold, model, rows, labels[rows], rows[:8], labels[rows[:8]], source, config, args, 1, 0, device)
 
 
-def step_rate(runs: list[FoldRun], steps: int, warmup: int, device: torch.device) -> float:
-    """Total samples/s of the runs stepped in turn, batch by batch, as train.py's loop does (no sync per step)."""
-    batches = [iter(run.begin_epoch(0)) for run in runs]
+def step_rate(runs: list[FoldRun], steps: int, warmup: int, device: torch.device,
+              before_timing: Callable[[], None] = lambda: None) -> float:
+    """Total samples/s of the runs stepped in turn, batch by batch, as train.py's loop does (no sync per step).
+    Epochs follow one another as long as the steps ask."""
+    def endless(run: FoldRun):  # a function, so that each generator keeps its own run
+        return chain.from_iterable(run.begin_epoch(epoch) for epoch in count())
+
+    batches = [endless(run) for run in runs]
 
     def do(n: int) -> None:
         for _ in range(n):
@@ -102,6 +109,7 @@ def step_rate(runs: list[FoldRun], steps: int, warmup: int, device: torch.device
 
     do(warmup)
     sync(device)
+    before_timing()
     t0 = time.perf_counter()
     do(steps)
     sync(device)
@@ -141,7 +149,13 @@ def worker(args: argparse.Namespace, device: torch.device) -> None:
     opts = json.loads(args.worker)
     run = fold_run(args.model, make_source(specs, device, opts["on_device"], opts["amp"]), len(specs), device,
                    opts["amp"], opts["channels_last"], opts["compile"], args.batch_size, fold=opts["fold"])
-    print(json.dumps({"samples_s": step_rate([run], args.steps, args.warmup, device)}), flush=True)
+
+    def wait_for_the_others() -> None:  # every process warmed up (compiled) before any starts its clock
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+    print(json.dumps({"samples_s": step_rate([run], args.steps, args.warmup, device, wait_for_the_others)}),
+          flush=True)
 
 
 def main() -> None:
@@ -220,7 +234,14 @@ def main() -> None:
                                *(["--threads", str(threads)] if threads else []),
                                "--worker", json.dumps({"on_device": on_device, "amp": b_amp, "channels_last": b_cl,
                                                        "compile": b_comp, "fold": k})],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True) for k in range(1, args.folds + 1)]
+                              cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for k in range(1, args.folds + 1)]
+    for p in procs:
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("a fold process of section 3 failed before its timed steps")
+    for p in procs:  # all start their timed steps together
+        p.stdin.write("go\n")
+        p.stdin.flush()
     separate = sum(json.loads(p.communicate()[0].strip().splitlines()[-1])["samples_s"] for p in procs)
     print(f"   {args.folds} processes at once{f' ({threads} threads each)' if threads else ''}: {separate:8.1f} "
           f"samples/s in all\n   one process, models in turn: {one:8.1f} samples/s ({one / separate:.2f}x)",

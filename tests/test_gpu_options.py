@@ -163,6 +163,12 @@ def test_compiled_channels_last_step_resumes_in_eager_mode(demo_root, tmp_path, 
     run(demo_root, tmp_path, *common)
     log = json.loads(paths.log_path(tmp_path, DEMO, 3, "it0").read_text())
     assert log["finished"] and log["config"]["compile"] is False
+    # Adam's moments were brought into the parameters' layout (fused Adam on a GPU refuses mixed layouts)
+    moments = [state["exp_avg"] for state in checkpoint(tmp_path, 3)["optimizer"]["state"].values()
+               if state["exp_avg"].dim() == 4 and state["exp_avg"].shape[1] > 1 and
+               state["exp_avg"].shape[2] * state["exp_avg"].shape[3] > 1]  # 1 channel or 1x1: both layouts at once
+    assert moments and all(m.is_contiguous() and not m.is_contiguous(memory_format=torch.channels_last)
+                           for m in moments)
     params = torch.load(paths.params_path(tmp_path, DEMO, 3, "it0"), weights_only=True)
     net = load_model_file(DEMO).build_model(n_classes=5)
     net.load_state_dict(params["state_dict"])

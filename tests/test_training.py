@@ -258,6 +258,9 @@ def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
     bad = subprocess.run(["./run_experiment.sh", "tiny", cmd, "0"], cwd=REPO, capture_output=True, text=True,
                          env={**env, "FSDTAG_FOLD_SHARING": "yes"}, timeout=60)
     assert bad.returncode == 2 and "FSDTAG_FOLD_SHARING must be 0 or 1" in bad.stderr
+    bad = subprocess.run(["./run_experiment.sh", "tiny", cmd, "2"], cwd=REPO, capture_output=True, text=True,
+                         env={**env, "FSDTAG_FOLD_SHARING": "1"}, timeout=60)
+    assert bad.returncode == 2 and "is for one GPU or none" in bad.stderr
 
     # one GPU given: both folds in one process (here it falls back to the CPU), its output in each fold's log
     shared = tmp_path / "shared"

@@ -60,7 +60,7 @@ class DeviceExcerpts:
         rows_t, starts_t = to_device(rows, self.device), to_device(starts, self.device)
         steps = torch.arange(length, device=self.device)
         frame = (starts_t[:, None] + steps) % self.lengths[rows_t, None] + self.offsets[rows_t, None]
-        return self.frames[frame].transpose(1, 2).unsqueeze(1).float()
+        return self.frames[frame].transpose(1, 2).unsqueeze(1).float().contiguous()  # NCHW, as the host path
 
 
 def fits_on_device(nbytes: int, device: torch.device) -> tuple[bool, str]:

@@ -72,6 +72,12 @@ class FoldRun:
                              f"use another --exp_root or --tag to keep both, or delete it to start this run over")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        # Adam's moments keep the layout they were saved in; a run resumed with --channels_last switched needs
+        # them in its parameters' (fused Adam refuses mixed layouts)
+        for param, state in self.optimizer.state.items():
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    state[key] = torch.empty_like(param).copy_(value)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch, self.best_loss, self.history = ckpt["epoch"], ckpt["best_valid_loss"], ckpt["history"]

@@ -19,7 +19,8 @@ from utils import paths
 from utils.predict import pick_device
 
 # Where files are and how the step is run (device, threads, data path, compilation, memory layout, validation batch)
-# change a run's result by rounding at most: a checkpoint resumes whatever they are. Mixed precision is substance.
+# change a run's numbers by rounding (and compiled code draws its dropout masks otherwise), not what it learns: a
+# checkpoint resumes whatever they are. Mixed precision is substance.
 WHERE_KEYS = ("data_root", "exp_root", "device", "threads", "data_on", "compile", "channels_last",
               "valid_batch_size")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -50,7 +51,8 @@ def resolve_amp(amp: str | None, device: torch.device) -> str | None:
     else fp16, which needs a gradient scaler."""
     if amp != "auto":
         return amp
-    return "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
+    # emulated bf16 (pre-Ampere GPUs) counts as supported by default, but is slow there
+    return "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 def capture_rng(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
