@@ -34,7 +34,7 @@ from utils.fold_run import FoldRun
 from utils.model_files import load_model_file, model_settings
 from utils.paths import REPO
 from utils.predict import pick_device
-from utils.training import resolve_amp
+from utils.training import AMP_DTYPES, resolve_amp
 
 # FSDKaggle2018's training set and the seed's schedule (utils/launch/schedule.py, preset full)
 N_CLIPS, N_VERIFIED, N_UNVERIFIED, N_CLASSES, FOLDS = 9473, 3710, 5763, 41, 4
@@ -139,7 +139,7 @@ def forward_rate(run: FoldRun, frames: int, batch: int, steps: int, device: torc
 
 
 def make_source(specs: list[np.ndarray], device: torch.device, on_device: bool, amp: str | None):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
+    dtype = AMP_DTYPES[amp] if amp else torch.float32
     return DeviceExcerpts(specs, device, dtype) if on_device else HostExcerpts(specs, device)
 
 

@@ -9,6 +9,8 @@ max_len) and tiled where an excerpt runs past its end, as utils.spec_data does o
 import numpy as np
 import torch
 
+from utils.spec_data import excerpt_at
+
 
 def draw_starts(rng: np.random.Generator, n: int, max_len: int, excerpt_len: int) -> np.ndarray:
     """Start frames of n excerpts in clips tiled/clipped to max_len frames, in one draw."""
@@ -34,9 +36,7 @@ class HostExcerpts:
 
     def cut(self, rows: np.ndarray, starts: np.ndarray, length: int) -> torch.Tensor:
         """(N, 1, bins, length) float32 on the device: clip rows[i] from starts[i], tiled where it runs out."""
-        steps = np.arange(length)
-        x = np.stack([self.specs[r][:, (s + steps) % self.specs[r].shape[1]]
-                      for r, s in zip(rows, starts, strict=True)])
+        x = np.stack([excerpt_at(self.specs[r], s, length) for r, s in zip(rows, starts, strict=True)])
         return to_device(x[:, None], self.device)
 
 

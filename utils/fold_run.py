@@ -110,10 +110,7 @@ class FoldRun:
         alpha = self.config["mixup_alpha"]
         if alpha > 0:
             x, target = mixup(x, target, to_device(mixup_weights(rng, len(idx), alpha), self.device))
-        if self.config["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            logits = self.step_model(x)
+        logits = self._forward(self.step_model, x)
         loss = soft_cross_entropy(logits, target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -123,6 +120,13 @@ class FoldRun:
         self.correct += (logits.argmax(1) == y).sum()
         self.seen += len(idx)
         self.rng_state = capture_rng(self.device)
+
+    def _forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The network on x in the run's memory layout and precision (training and validation alike)."""
+        if self.config["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            return net(x)
 
     @property
     def n_classes(self) -> int:
@@ -136,10 +140,7 @@ class FoldRun:
         for i in range(0, len(self.valid_rows), self.valid_batch_size):
             rows = self.valid_rows[i:i + self.valid_batch_size]
             x = self.source.cut(rows, np.zeros(len(rows), dtype=np.int64), self.max_len)
-            if self.config["channels_last"]:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                out.append(self.model(x).float())
+            out.append(self._forward(self.model, x).float())
         return torch.cat(out)
 
     def end_epoch(self) -> None:

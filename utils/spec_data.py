@@ -28,11 +28,14 @@ def load_spectrograms(spec_dir: str | Path, fnames: Sequence[str], max_len: int)
     return [store.get(fname, max_len) for fname in fnames]
 
 
+def excerpt_at(spec: np.ndarray, start: int, length: int) -> np.ndarray:
+    """`length` frames of the tiled clip from frame `start`, cut without materialising the tiling."""
+    return spec[:, (start + np.arange(length)) % spec.shape[1]]
+
+
 def random_excerpt(spec: np.ndarray, max_len: int, excerpt_len: int, rng: np.random.Generator) -> np.ndarray:
-    """A random excerpt of the clip tiled/clipped to max_len frames, cut without materialising the tiling."""
-    start = int(rng.integers(0, max_len - excerpt_len + 1))
-    idx = (start + np.arange(excerpt_len)) % spec.shape[1]
-    return spec[:, idx]
+    """A random excerpt of the clip tiled/clipped to max_len frames."""
+    return excerpt_at(spec, int(rng.integers(0, max_len - excerpt_len + 1)), excerpt_len)
 
 
 def batch_excerpts(specs: Sequence[np.ndarray], max_len: int, excerpt_len: int,
