@@ -4,10 +4,12 @@
     python eval.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1 --tag it3 --fold 1 --set test \\
         --dump_results
 
-Sets: valid (the fold's verified held-out clips of train.csv), public, private, private_public (rows of
-test_post_competition.csv by usage; Ignored rows are skipped, as on Kaggle) and test (every clip of
-test_post_competition.csv, unscored: use it with --dump_results to prepare a submission). Test-set
-spectrograms are read from the training folder's twin (specs_train_v1 -> specs_test_v1).
+Sets: valid (the fold's verified held-out clips of train.csv) and test (every clip of the data root's test split).
+A plain test.csv (fname,label) is scored whole; with Kaggle's test_post_competition.csv, test is unscored (its
+Ignored rows have no label: use it with --dump_results to prepare a submission) and public, private,
+private_public score its leaderboard parts (rows by usage; Ignored rows are skipped, as on Kaggle). Test-set
+spectrograms are read from the data root's folder for the same features: specs_train_<features> ->
+specs_test_<features> (or --test_spec_dir).
 
 Every clip of the set is predicted: one without a spectrogram (empty or unreadable audio, listed in the
 spectrogram folder's failed.txt) gets the training set's class prior as its posterior, is named in a warning
@@ -45,14 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser, spec_dir_required=False)
     which = parser.add_argument_group("which parameters (--fold and --tag, or --params)")
-    which.add_argument("--fold", type=int, default=None, help="fold 1..4 of params_<fold>_<tag>.pt")
+    which.add_argument("--fold", type=int, default=None, help="fold 1..K of params_<fold>_<tag>.pt")
     which.add_argument("--tag", default="it0", help="tag of params_<fold>_<tag>.pt (default it0)")
     which.add_argument("--params", default=None,
                        help="a parameter file to evaluate instead of <exp_root>/<model>/params_<fold>_<tag>.pt")
     parser.add_argument("--set", required=True, choices=SETS, help="clips to evaluate (see above)")
     parser.add_argument("--test_spec_dir", default=None,
-                        help="test spectrogram folder inside the data root (default: --spec_dir with "
-                             "specs_train replaced by specs_test)")
+                        help="test spectrogram folder inside the data root (default: specs_test_<features> for "
+                             "--spec_dir specs_train_<features>)")
     parser.add_argument("--dump_results", action="store_true",
                         help="save the posteriors as probs_<set>_<spec_dir>_<fold>_<tag>.npz")
     parser.add_argument("--out_dir", default=None,
@@ -74,8 +76,6 @@ def main(args: argparse.Namespace) -> None:
         raise ValueError("give --fold (with --tag) or --params")
     else:
         params_file = paths.params_path(exp_root, args.model, args.fold, args.tag)
-    if args.set == "test" and not args.dump_results:
-        raise ValueError("--set test has no labels to score; add --dump_results to save the predictions")
 
     model, config = load_trained_model(args.model, params_file)
     classes = config["classes"]
@@ -91,6 +91,9 @@ def main(args: argparse.Namespace) -> None:
     check_spec_folder(clips.spec_dir, config, params_file)  # e.g. a --test_spec_dir of the other version
     if not clips.fnames:
         raise ValueError(f"set '{args.set}' has no clips in {clips.source}")
+    if clips.labels is None and not args.dump_results:
+        raise ValueError(f"--set test of {clips.source} has no labels to score (Kaggle's Ignored rows); add "
+                         "--dump_results to save the predictions, or score --set private_public")
     y_true = None if clips.labels is None else encode_labels(clips, classes)  # fail before predicting
 
     device = pick_device(args.device)

@@ -1,16 +1,23 @@
-"""Evaluate a finished schedule: every model's best iteration on the test set, their fusion, a Kaggle
-submission and its leaderboard scores.
+"""Evaluate a finished schedule: every model's best iteration, alone and fused, on what the data set offers.
 
 python evaluate_experiment_set.py [--data_root DIR] [--exp_root DIR] [--max_len 3000]
 
-Reads <exp_root>/best_iterations.json (written by run_experiment_set.py), then for each model and fold runs
-eval.py --set test --dump_results, fuses each model's four folds (scored alone for comparison) and all models
-together with fusion.py, writes <exp_root>/submission.csv with prepare_submission.py and scores it with
-evaluate_leaderboard.py on the public, private and private_public parts."""
+Reads <exp_root>/best_iterations.json (written by run_experiment_set.py), then:
+  1. cross-validation, always: eval.py --set valid on each model's folds; each fold's verified validation accuracy
+     and MAP@3, their mean and spread over the folds, per model and for the models fused (the figures the field
+     reports for ESC-50 and UrbanSound8K, and all there is for a data set without a test split);
+  2. a plain test split (test.csv: fname,label), scored whole: eval.py --set test on every model x fold, each
+     model's folds fused and all models fused (fusion.py), accuracy and MAP@3, the per-class table and the
+     confusion matrix of the ensemble;
+  3. Kaggle's test split (test_post_competition.csv): the same fusion, a Kaggle submission
+     (<exp_root>/submission.csv, prepare_submission.py) scored on the public, private and private_public parts
+     (evaluate_leaderboard.py)."""
 
 import argparse
-import json
 import shlex
+from pathlib import Path
+
+import numpy as np
 
 import eval as eval_script
 import evaluate_leaderboard
@@ -18,9 +25,21 @@ import fusion
 import prepare_submission
 from utils import paths
 from utils.cli import run_cli
-from utils.evaluation import read_submission, results_path, score_submission
-from utils.folds import N_FOLDS
-from utils.metrics import map_at_k_ranked
+from utils.dataset_csv import is_kaggle, read_test_csv
+from utils.evaluation import (
+    LEADERBOARD_SETS,
+    TOP_K,
+    Results,
+    fuse,
+    load_results,
+    read_submission,
+    report_and_plot,
+    results_path,
+    score_submission,
+    select_clips,
+)
+from utils.launch.schedule import read_best_iterations
+from utils.metrics import accuracy, map_at_k, map_at_k_ranked, top_k
 from utils.paths import add_root_args
 
 
@@ -38,55 +57,126 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(args: argparse.Namespace) -> None:
-    data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
-    best_file = exp_root / "best_iterations.json"
-    if not best_file.is_file():
-        raise FileNotFoundError(f"{best_file} not found; run run_experiment_set.py first")
-    best = json.loads(best_file.read_text())
-    roots = ["--data_root", str(data_root), "--exp_root", str(exp_root)]
+def scores(results: Results, labels: list[str]) -> dict[str, float]:
+    """Accuracy and MAP@3 of posteriors against class names."""
+    index = {c: i for i, c in enumerate(results.classes)}
+    y = np.array([index[label] for label in labels])
+    return {"acc": accuracy(y, results.probs.argmax(1)), "map3": map_at_k(y, results.probs, TOP_K)}
 
-    all_files, rows = [], []
+
+def predict_folds(best: dict, set_name: str, roots: list[str], max_len: list[str], exp_root: Path
+                  ) -> dict[str, list[Path]]:
+    """eval.py --set SET --dump_results on every model x fold; each model's result files, in fold order."""
+    files = {}
     for name, choice in best.items():
         model, spec_dir, tag = choice["model"], choice["spec_dir"], choice["tag"]
-        files = []
-        for fold in range(1, N_FOLDS + 1):
-            params = paths.params_path(exp_root, model, fold, tag)
-            max_len = ["--max_len", str(args.max_len)] if args.max_len else []  # else eval.py: the trained one
+        files[name] = []
+        for fold in choice["folds"]:
             run(eval_script, ["--model", model, "--spec_dir", spec_dir, "--fold", str(fold), "--tag", tag,
-                              "--set", "test", "--dump_results", *max_len, *roots])
-            files.append(str(results_path(paths.run_dir(exp_root, model), "test", spec_dir, params)))
-        all_files += files
-        # each model alone (its four folds averaged), to set the ensemble's gain in context
-        sub_file = exp_root / f"submission_{name}.csv"
-        run(fusion, ["--set", "test", *files, "--out", str(exp_root / f"fused_{name}.npz")])
-        run(prepare_submission, ["--prediction_file", str(exp_root / f"fused_{name}.npz"),
-                                 "--out", str(sub_file), "--data_root", str(data_root)])
-        rows.append((f"{name} ({tag})", choice["valid_acc"], quiet_score(data_root, sub_file)))
-
-    fused = exp_root / "fused_all.npz"
-    submission = exp_root / "submission.csv"
-    run(fusion, ["--set", "test", *all_files, "--out", str(fused)])
-    run(prepare_submission, ["--prediction_file", str(fused), "--out", str(submission),
-                             "--data_root", str(data_root)])
-    for part in ("public", "private", "private_public"):
-        run(evaluate_leaderboard, ["--submission_file", str(submission), "--set", part,
-                                   "--data_root", str(data_root)])
-    rows.append(("fusion of all", float("nan"), quiet_score(data_root, submission)))
-
-    print("\nSummary (valid: mean verified validation accuracy over folds; MAP@3 on the test set parts)")
-    print(f"{'model':32s} {'valid acc':>9s} {'public':>8s} {'private':>8s} {'priv+pub':>8s}")
-    for label, valid_acc, scores in rows:
-        valid = "" if valid_acc != valid_acc else f"{valid_acc:.3f}"
-        print(f"{label:32s} {valid:>9s} " + " ".join(f"{scores[p]:8.4f}" for p in ("public", "private",
-                                                                                      "private_public")))
-    print(f"submission: {submission}")
+                              "--set", set_name, "--dump_results", *max_len, *roots])
+            files[name].append(results_path(paths.run_dir(exp_root, model), set_name, spec_dir,
+                                            paths.params_path(exp_root, model, fold, tag)))
+    return files
 
 
-def quiet_score(data_root, submission) -> dict[str, float]:
-    sub = read_submission(submission)
-    return {part: map_at_k_ranked(*score_submission(sub, data_root, part))
-            for part in ("public", "private", "private_public")}
+def cross_validation(best: dict, valid_files: dict[str, list[Path]], data_root: Path) -> list[tuple[str, list]]:
+    """(row label, per-fold scores) for each model and for all models fused fold by fold (a fold's validation
+    clips are the same for every model)."""
+    folds = next(iter(best.values()))["folds"]
+    labels = {k: select_clips(data_root, "valid", "", k).labels for k in folds}
+    loaded = {name: [load_results(f) for f in files] for name, files in valid_files.items()}
+    rows = [(f"{name} ({best[name]['tag']})", [scores(r, labels[k]) for r, k in zip(results, folds, strict=True)])
+            for name, results in loaded.items()]
+    if len(loaded) > 1:
+        fused = [fuse([results[i] for results in loaded.values()], list(loaded)) for i in range(len(folds))]
+        rows.append(("fusion of all", [scores(r, labels[k]) for r, k in zip(fused, folds, strict=True)]))
+    return rows
+
+
+def print_cross_validation(rows: list[tuple[str, list]], folds: list[int]) -> None:
+    print(f"\nCross-validation ({len(folds)} folds): verified validation accuracy and MAP@{TOP_K} of each fold's "
+          "model at its best iteration; mean +- spread (standard deviation) over the folds")
+    print(f"{'model':32s} " + " ".join(f"{'fold ' + str(k):>11s}" for k in folds) + f" {'mean acc':>15s} "
+          f"{'mean MAP@3':>15s}")
+    for label, per_fold in rows:
+        acc, map3 = np.array([s["acc"] for s in per_fold]), np.array([s["map3"] for s in per_fold])
+        cells = " ".join(f"{s['acc']:5.3f}/{s['map3']:5.3f}" for s in per_fold)
+        print(f"{label:32s} {cells} {acc.mean():7.3f} +-{acc.std():5.3f} {map3.mean():7.3f} +-{map3.std():5.3f}")
+    print("(fold cells: accuracy/MAP@3)")
+
+
+def main(args: argparse.Namespace) -> None:
+    data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
+    best = read_best_iterations(exp_root)
+    test_csv = paths.test_csv(data_root)
+    test = read_test_csv(test_csv) if test_csv else None
+    roots = ["--data_root", str(data_root), "--exp_root", str(exp_root)]
+    max_len = ["--max_len", str(args.max_len)] if args.max_len else []  # else eval.py: the trained one
+    folds = next(iter(best.values()))["folds"]
+
+    cv_rows = cross_validation(best, predict_folds(best, "valid", roots, max_len, exp_root), data_root)
+    if test is None:
+        print_cross_validation(cv_rows, folds)
+        print(f"\n{data_root} has no test split ({paths.KAGGLE_TEST_CSV} or {paths.TEST_CSV}): the "
+              "cross-validation figures above are the result")
+        return
+
+    test_files = predict_folds(best, "test", roots, max_len, exp_root)
+    fused_files = {}
+    for name, files in test_files.items():  # each model alone (its folds averaged): the ensemble's gain in context
+        fused_files[name] = exp_root / f"fused_{name}.npz"
+        run(fusion, ["--set", "test", *map(str, files), "--out", str(fused_files[name])])
+    fused_files["fusion of all"] = exp_root / "fused_all.npz"
+    run(fusion, ["--set", "test", *(str(f) for files in test_files.values() for f in files),
+                 "--out", str(fused_files["fusion of all"])])
+    if is_kaggle(test):
+        test_rows = kaggle_scores(fused_files, data_root, exp_root)
+    else:
+        test_rows = whole_test_scores(fused_files, list(test["label"]), exp_root)
+
+    print_cross_validation(cv_rows, folds)
+    parts = LEADERBOARD_SETS if is_kaggle(test) else ("test acc", "test MAP@3")
+    print(f"\nTest set ({test_csv.name}; {'MAP@3 on the leaderboard parts' if is_kaggle(test) else 'scored whole'})")
+    print(f"{'model':32s} {'valid acc':>9s} " + " ".join(f"{p:>14s}" for p in parts))
+    for name, figures in test_rows:
+        label = f"{name} ({best[name]['tag']})" if name in best else name
+        valid = f"{best[name]['valid_acc']:.3f}" if name in best else ""
+        print(f"{label:32s} {valid:>9s} " + " ".join(f"{figures[p]:14.4f}" for p in parts))
+    if is_kaggle(test):
+        print(f"submission: {exp_root / 'submission.csv'}")
+
+
+def whole_test_scores(fused_files: dict[str, Path], labels: list[str], exp_root: Path) -> list[tuple[str, dict]]:
+    """Accuracy and MAP@3 of each fused result on the whole test split; the ensemble's table and figures."""
+    rows = []
+    for name, path in fused_files.items():
+        results = load_results(path)
+        s = scores(results, labels)
+        rows.append((name, {"test acc": s["acc"], "test MAP@3": s["map3"]}))
+    ensemble = load_results(fused_files["fusion of all"])
+    index = {c: i for i, c in enumerate(ensemble.classes)}
+    report, figures = report_and_plot(np.array([index[label] for label in labels]), top_k(ensemble.probs, TOP_K),
+                                      ensemble.classes, exp_root, "test_fused_all")
+    print(f"\nThe ensemble on the whole test split ({len(labels)} clips); saved {', '.join(map(str, figures))}\n")
+    print(report)
+    return rows
+
+
+def kaggle_scores(fused_files: dict[str, Path], data_root: Path, exp_root: Path) -> list[tuple[str, dict]]:
+    """A submission per fused result, scored on Kaggle's leaderboard parts; the ensemble's is submission.csv."""
+    rows = []
+    for name, path in fused_files.items():
+        sub_file = exp_root / ("submission.csv" if name == "fusion of all" else f"submission_{name}.csv")
+        run(prepare_submission, ["--prediction_file", str(path), "--out", str(sub_file), "--data_root",
+                                 str(data_root)])
+        if name == "fusion of all":
+            for part in LEADERBOARD_SETS:
+                run(evaluate_leaderboard, ["--submission_file", str(sub_file), "--set", part,
+                                           "--data_root", str(data_root)])
+        sub = read_submission(sub_file)
+        ranked = {part: score_submission(sub, data_root, part)[:2] for part in LEADERBOARD_SETS}
+        rows.append((name, {part: map_at_k_ranked(*ranked[part]) for part in LEADERBOARD_SETS}))
+    return rows
 
 
 if __name__ == "__main__":

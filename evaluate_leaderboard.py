@@ -14,7 +14,7 @@ from pathlib import Path
 
 from utils import paths
 from utils.cli import run_cli
-from utils.evaluation import SCORED_CLASSES, read_submission, report_and_plot, score_submission, unknown_labels
+from utils.evaluation import read_submission, report_and_plot, score_submission, submission_classes, unknown_labels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,14 +32,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     submission = Path(args.submission_file)
     sub = read_submission(submission)
-    unknown = unknown_labels(sub)
+    data_root = paths.data_root(args.data_root)
+    unknown = unknown_labels(sub, submission_classes(data_root))
     if unknown:
         shown = ", ".join(f"{label!r} x{n}" for label, n in sorted(unknown.items())[:5])
         print(f"warning: {submission} names {len(unknown)} label(s) that are not class names ({shown}"
               f"{', ...' if len(unknown) > 5 else ''}); each scores as a miss, as on Kaggle", file=sys.stderr)
-    y_true, ranked = score_submission(sub, paths.data_root(args.data_root), args.set)
+    y_true, ranked, classes = score_submission(sub, data_root, args.set)
     out_dir = Path(args.out_dir) if args.out_dir else submission.parent
-    report, figures = report_and_plot(y_true, ranked, list(SCORED_CLASSES), out_dir,
+    report, figures = report_and_plot(y_true, ranked, classes, out_dir,
                                       f"leaderboard_{args.set}_{submission.stem}")
     print(f"saved {', '.join(str(f) for f in figures)}")
     print(f"\n{submission.name} on the {args.set} leaderboard ({len(y_true)} clips)\n")

@@ -12,12 +12,11 @@ torch.load(weights_only=True) (no pickled code). The network code stays in model
 checkout that has the named model files."""
 
 import argparse
-import json
 from pathlib import Path
 
 from utils import paths
 from utils.cli import run_cli
-from utils.folds import N_FOLDS
+from utils.launch.schedule import read_best_iterations
 from utils.tagging import bundle_member, make_bundle, save_bundle
 
 
@@ -34,14 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def schedule_members(exp_root: Path) -> list[tuple[str, Path]]:
     """(model file, params file) for every model x fold of best_iterations.json, in its order."""
-    best_file = exp_root / "best_iterations.json"
-    if not best_file.is_file():
-        raise FileNotFoundError(f"{best_file} not found; run run_experiment_set.py first, or give --model/--params")
-    best = json.loads(best_file.read_text())
-    if not best:
-        raise ValueError(f"{best_file} lists no model (no iteration finished?)")
+    best = read_best_iterations(exp_root)
     return [(choice["model"], paths.params_path(exp_root, choice["model"], fold, choice["tag"]))
-            for choice in best.values() for fold in range(1, N_FOLDS + 1)]
+            for choice in best.values() for fold in choice["folds"]]
 
 
 def given_members(models: list[str], params: list[list[str]] | None) -> list[tuple[str, Path]]:

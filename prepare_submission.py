@@ -14,7 +14,7 @@ from pathlib import Path
 from utils import paths
 from utils.cli import run_cli
 from utils.dataset_csv import DataError, read_test_csv
-from utils.evaluation import TEST_CSV, Results, load_results, write_submission
+from utils.evaluation import Results, load_results, write_submission
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", "--out_file", dest="out", required=True,
                         help="submission CSV to write (--out_file is the seed's spelling)")
     parser.add_argument("--data_root", default=None,
-                        help=f"dataset folder whose {TEST_CSV} the rows are checked against; "
+                        help=f"dataset folder whose {paths.KAGGLE_TEST_CSV} the rows are checked against; "
                              f"default ${paths.DATA_ROOT_ENV} or data/")
     return parser.parse_args(argv)
 
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     results = load_results(args.prediction_file)
     if results.set_name == "test":
-        check_rows(results, paths.data_root(args.data_root) / TEST_CSV, args.prediction_file)
+        check_rows(results, paths.data_root(args.data_root) / paths.KAGGLE_TEST_CSV, args.prediction_file)
     else:
         # still useful for scoring one leaderboard part, but Kaggle expects every test clip
         print(f"note: {args.prediction_file} holds set '{results.set_name}', not the whole test set")

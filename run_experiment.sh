@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a training command for each fold (1..4), appending --fold K.
+# Run a training command for each fold of the data root (1..K, K from its folds.csv), appending --fold K.
 #   ./run_experiment.sh NAME "python train.py --model models/vgg_gap_spec1_1.py --spec_dir specs_train_v1" [N_GPUS]
 # With one GPU, one process trains all folds together (--fold 1 2 3 4: one CUDA context, one store of the
 # spectrograms, no time-slicing between processes; a fold that fails fails them all); FSDTAG_FOLD_SHARING=0 runs
@@ -26,7 +26,10 @@ elif command -v nvidia-smi >/dev/null 2>&1; then
 else
     n_gpus=0
 fi
-folds=${FSDTAG_FOLDS:-1 2 3 4}
+if [ -z "${FSDTAG_FOLDS:-}" ]; then  # the command names its data root (flag, env or default): it lists the folds
+    FSDTAG_FOLDS=$(bash -c "$cmd --list_folds") || { echo "run_experiment.sh $name: cannot list the folds" >&2; exit 2; }
+fi
+folds=$FSDTAG_FOLDS
 log_dir=${FSDTAG_EXP_ROOT:-experiments}/logs
 mkdir -p "$log_dir"
 status_dir=$(mktemp -d)

@@ -23,8 +23,17 @@ import torch
 
 from utils import paths
 from utils.cli import run_cli
+from utils.folds import fold_numbers, load_folds
 from utils.launch.local import run_local
-from utils.launch.schedule import PRESETS, Preset, build_schedule, redo_from, select_best_iterations, stale_steps
+from utils.launch.schedule import (
+    PRESETS,
+    Preset,
+    build_schedule,
+    nothing_to_verify,
+    redo_from,
+    select_best_iterations,
+    stale_steps,
+)
 from utils.launch.slurm import print_status, slurm_status, submit_slurm
 from utils.paths import add_root_args
 
@@ -61,8 +70,15 @@ def main(args: argparse.Namespace) -> int:
     iterations = preset.iterations if args.iterations is None else args.iterations
     # absolute, since the steps run from the repository root whatever the caller's folder
     exp_root = paths.exp_root(args.exp_root).resolve()
-    steps = build_schedule(preset, args.experiment_set, paths.data_root(args.data_root).resolve(), exp_root,
+    data_root = paths.data_root(args.data_root).resolve()
+    steps = build_schedule(preset, args.experiment_set, data_root, exp_root,
                            iterations, seed=args.seed, baseline=args.baseline, epochs=args.epochs)
+    folds = fold_numbers(load_folds(data_root))
+    print(f"{data_root}: {len(folds)} folds", flush=True)
+    if nothing_to_verify(data_root) and args.experiment_set != "pretrain" and not args.baseline:
+        print(f"{data_root / paths.TRAIN_CSV} has no unverified clips: self-verification has nothing to verify, so "
+              "the schedule pretrains only (no fine-tuning iterations)", flush=True)
+        iterations = 0
     stale = stale_steps(steps)
     if stale and not args.status:
         step, diff = stale[0]
@@ -79,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
         statuses = slurm_status(steps, exp_root)
         code = print_status(statuses)
         if all(s.state == "DONE" for s in statuses) and not args.baseline:
-            report_best(preset, exp_root, iterations)  # a submitted schedule ends here, as a local run does
+            report_best(preset, exp_root, iterations, folds)  # a submitted schedule ends here, as a local run does
         return code
     if args.launcher == "slurm":
         # submitted, not finished: --status picks the best iterations once every job is done
@@ -88,12 +104,12 @@ def main(args: argparse.Namespace) -> int:
     num_gpus = torch.cuda.device_count() if args.num_gpus is None else args.num_gpus
     run_local(steps, num_gpus, exp_root, dry_run=args.dry_run)
     if not args.dry_run and not args.baseline:
-        report_best(preset, exp_root, iterations)
+        report_best(preset, exp_root, iterations, folds)
     return 0
 
 
-def report_best(preset: Preset, exp_root: Path, iterations: int) -> None:
-    for name, best in select_best_iterations(preset, exp_root, iterations).items():
+def report_best(preset: Preset, exp_root: Path, iterations: int, folds: list[int]) -> None:
+    for name, best in select_best_iterations(preset, exp_root, iterations, folds).items():
         print(f"best iteration of {name}: {best['tag']} (mean valid loss {best['valid_loss']:.4f}, "
               f"accuracy {best['valid_acc']:.4f})")
 

@@ -17,8 +17,8 @@ from scipy.special import softmax
 from utils import paths
 from utils.atomic import save_json, save_text
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
-from utils.dataset_csv import read_train_csv
-from utils.folds import N_FOLDS, load_folds, split_fold
+from utils.dataset_csv import DataError, read_train_csv
+from utils.folds import fold_numbers, has_unverified, load_folds, split_fold
 from utils.model_files import load_model_file, model_settings
 from utils.predict import check_spec_folder, load_trained_model, pick_device, predict_excerpts, predict_logits
 from utils.self_verification import EXCERPTS_PER_PASS, accept, check_flags, output_path, summarize
@@ -55,11 +55,13 @@ def self_verify(args: argparse.Namespace) -> dict:
     set_threads(args.threads)
     train = read_train_csv(data_root / paths.TRAIN_CSV)  # every iteration starts from the original flags
     folds = load_folds(data_root)
+    if not has_unverified(folds):
+        raise DataError(f"{data_root / paths.TRAIN_CSV} has no unverified clips: there is nothing to self-verify")
     rng = np.random.default_rng(args.seed)
 
     # each fold's model scores the unverified clips it never trained on
     parts, classes = [], None
-    for fold in range(1, N_FOLDS + 1):
+    for fold in fold_numbers(folds):
         params = paths.params_path(exp_root, args.model, fold, args.tag)
         model, config = load_trained_model(args.model, params)
         model.to(device)

@@ -33,7 +33,7 @@ from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_t
 from utils.dataset_csv import read_train_csv
 from utils.excerpt_source import excerpt_source
 from utils.fold_run import FoldRun, fold_rows
-from utils.folds import check_fold, load_folds, split_fold
+from utils.folds import check_fold, fold_numbers, load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.model_files import load_model_file, model_settings
 from utils.predict import check_spec_folder, load_params, load_state
@@ -54,8 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser, max_len_default=3000)
     run = parser.add_argument_group("what to train")
-    run.add_argument("--fold", type=int, nargs="+", required=True,
-                     help="fold 1..4 to hold out for validation; several folds train together in one process")
+    run.add_argument("--fold", type=int, nargs="+", default=None,
+                     help="fold 1..K (K from the data root's folds.csv) to hold out for validation; several folds "
+                          "train together in one process")
+    run.add_argument("--list_folds", action="store_true",
+                     help="print the data root's fold numbers and exit (run_experiment.sh asks this)")
     run.add_argument("--train_file", default=paths.TRAIN_CSV,
                      help="CSV marking which clips are verified: a path, or a file of the model's run "
                           "dir (self-verified files), or of the data root (default train.csv)")
@@ -187,8 +190,14 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(args: argparse.Namespace) -> None:
     """Train, holding each fold's lock (under torchrun, rank 0 writes every file, so only it locks)."""
+    folds = load_folds(paths.data_root(args.data_root))
+    if args.list_folds:
+        print(" ".join(map(str, fold_numbers(folds))))
+        return
+    if not args.fold:
+        raise ValueError(f"give --fold K (or several), K in 1..{len(fold_numbers(folds))}")
     for fold in args.fold:
-        check_fold(fold)
+        check_fold(fold, folds)
     if len(set(args.fold)) != len(args.fold):
         raise ValueError(f"--fold lists a fold twice: {args.fold}")
     if int(os.environ.get("RANK", "0")) != 0:

@@ -8,5 +8,5 @@ SETTINGS = {"spec_version": 1, "preprocessing": True, "batch_size": 100, "mixup_
             "fine_tune_lr": 1e-4}
 
 
-def build_model(n_classes: int = 41) -> nn.Module:
+def build_model(n_classes: int) -> nn.Module:
     return VGGGAP(nf=48, n_classes=n_classes)

@@ -8,5 +8,5 @@ SETTINGS = {"spec_version": 2, "preprocessing": False, "batch_size": 50, "mixup_
             "fine_tune_lr": 2e-4}
 
 
-def build_model(n_classes: int = 41) -> nn.Module:
+def build_model(n_classes: int) -> nn.Module:
     return VGGGAP(nf=64, n_classes=n_classes)

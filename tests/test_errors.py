@@ -309,7 +309,7 @@ def test_folds_csv_with_bad_fold_numbers(tmp_path):
     folds = load_folds(tmp_path)
     folds.loc[0, "fold"] = 7
     folds.to_csv(tmp_path / "folds.csv", index=False)
-    with pytest.raises(DataError, match=r"folds.csv: corrupt folds file \(a fold is not a number in 1..4\)"):
+    with pytest.raises(DataError, match=r"folds.csv: corrupt folds file \(folds must be the numbers 1..K"):
         load_folds(tmp_path)
 
 
@@ -322,11 +322,26 @@ def test_too_few_verified_clips_per_class_for_the_folds(tmp_path, capsys):
     assert not (root / "folds.csv").exists()
 
 
-def test_small_classes_still_split_when_one_class_is_big_enough():
+def test_a_class_too_small_for_the_folds_is_named():
     train = pd.DataFrame([(f"{label}{i}_{v}.wav", label, v) for label, n in (("Flute", 8), ("Trumpet", 2))
                           for v in (1, 0) for i in range(n)], columns=["fname", "label", "manually_verified"])
+    with pytest.raises(DataError, match=r"Trumpet: 2\).*needs 4 verified clips per class"):
+        make_folds(train)
+
+
+def test_small_unverified_classes_still_split():
+    train = pd.DataFrame([(f"{label}{i}_{v}.wav", label, v) for label, n in (("Flute", 8), ("Trumpet", 4))
+                          for v in (1, 0) for i in range(n if v else 2)],
+                         columns=["fname", "label", "manually_verified"])
     folds = make_folds(train)
     assert set(folds["fold"]) == {1, 2, 3, 4}
+
+
+def test_folds_without_unverified_clips():
+    train = pd.DataFrame([(f"{label}{i}.wav", label, 1) for label in ("Flute", "Trumpet") for i in range(8)],
+                         columns=["fname", "label", "manually_verified"])
+    folds = make_folds(train)
+    assert (pd.crosstab(folds["label"], folds["fold"]) == 2).all().all()
 
 
 def test_latin1_submission(tmp_path, capsys):

@@ -54,7 +54,7 @@ def test_fold_stable_across_train_files(tmp_path):
     ("fname,label,manually_verified\na.wav,Cello,1\na.wav,Flute,0\n", "duplicated fname"),
     ("fname,label,manually_verified\n../a.wav,Cello,1\n", "invalid fname"),
     ("fname,label,manually_verified\nsub/a.wav,Cello,1\n", "invalid fname"),
-    ("fname,label,manually_verified\na.wav,Banjo,1\n", "unknown label 'Banjo'"),
+    ("fname,label,manually_verified\na.wav,Cello,1\nb.wav, ,1\n", ":3: empty label"),
     ("fname,label,manually_verified\na.wav,Cello,yes\n", "manually_verified must be 0 or 1"),
     ("fname,label\na.wav,Cello\n", "missing column"),
     ('fname,label,manually_verified\n"a.wav,Cello,1\n', "malformed CSV"),
@@ -90,8 +90,12 @@ def test_label_encoder_subset():
     assert enc.decode([1]) == ["Oboe"]
     with pytest.raises(ValueError, match="Flute"):
         enc.encode(["Flute"])
-    with pytest.raises(ValueError, match="unknown class"):
-        LabelEncoder(["Cello", "Kazoo"])
+    # any names a data set has; only empty names and a single class are refused
+    assert LabelEncoder(["dog bark", "Café (espresso)", "rain"]).encode(["rain"]).tolist() == [2]
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LabelEncoder(["Cello"])
+    with pytest.raises(ValueError, match="empty"):
+        LabelEncoder(["Cello", ""])
 
 
 def test_stale_folds_file_refused(tmp_path):

@@ -38,12 +38,13 @@ def test_f1_is_the_exact_ratio():
 
 
 # the evaluation report built on them
-from utils.evaluation import SCORED_CLASSES, report_and_plot, unknown_labels  # noqa: E402
+from utils.evaluation import NOT_A_CLASS, report_and_plot, unknown_labels  # noqa: E402
+from utils.labels import FSDKAGGLE2018_CLASSES  # noqa: E402
 
 
 def test_unknown_labels_are_counted():
     sub = {"a.wav": ["Hi-Hat", "Flute", "Bark"], "b.wav": ["Hi-Hat", "not_a_label", "Flute"]}
-    assert unknown_labels(sub) == {"Hi-Hat": 2, "not_a_label": 1}
+    assert unknown_labels(sub, FSDKAGGLE2018_CLASSES) == {"Hi-Hat": 2, "not_a_label": 1}
 
 
 def test_report_figures_show_the_classes_in_use(tmp_path, monkeypatch):
@@ -55,7 +56,7 @@ def test_report_figures_show_the_classes_in_use(tmp_path, monkeypatch):
                         lambda cm, names: shown.update(cm=cm, cm_names=names) or real_cm(cm, names))
     monkeypatch.setattr(evaluation, "plot_class_scores",
                         lambda names, p, r, f: shown.update(names=names, p=p, r=r, f=f) or real_scores(names, p, r, f))
-    classes = list(SCORED_CLASSES)
+    classes = [*FSDKAGGLE2018_CLASSES, NOT_A_CLASS]
     y = np.array([3, 3, 7, 40])
     ranked = np.array([[3, 1, 2], [7, 1, 2], [7, 1, 2], [41, 1, 2]])  # 41: NOT_A_CLASS, always a miss
     _, figures = report_and_plot(y, ranked, classes, tmp_path, "x")

@@ -58,15 +58,15 @@ def test_model_file_without_build_model(tmp_path):
 
 def test_unknown_setting_rejected(tmp_path):
     bad = tmp_path / "typo_model.py"
-    bad.write_text("SETTINGS = {'batchsize': 3}\ndef build_model(n_classes=41):\n    return None\n")
+    bad.write_text("SETTINGS = {'batchsize': 3}\ndef build_model(n_classes):\n    return None\n")
     with pytest.raises(ValueError, match="batchsize"):
         model_settings(load_model_file(bad))
 
 
 def test_a_model_file_overrides_only_the_settings_it_names(tmp_path):
     bare, own = tmp_path / "bare_model.py", tmp_path / "own_model.py"
-    bare.write_text("def build_model(n_classes=41):\n    return None\n")
-    own.write_text("SETTINGS = {'batch_size': 3}\ndef build_model(n_classes=41):\n    return None\n")
+    bare.write_text("def build_model(n_classes):\n    return None\n")
+    own.write_text("SETTINGS = {'batch_size': 3}\ndef build_model(n_classes):\n    return None\n")
     shared, overridden = model_settings(load_model_file(bare)), model_settings(load_model_file(own))
     assert overridden["batch_size"] == 3 != shared["batch_size"]
     assert {k: v for k, v in overridden.items() if k != "batch_size"} == {

@@ -51,7 +51,7 @@ def logs(tmp_path: Path) -> Path:
 
 
 def test_best_iteration_is_the_lowest_mean_of_the_folds_best_losses(logs: Path) -> None:
-    choice = select_best_iterations(PRESET, logs, iterations=3)
+    choice = select_best_iterations(PRESET, logs, iterations=3, folds=[1, 2, 3, 4])
     a = choice["vgg_gap_demo"]
     assert a["tag"] == "it2" and a["model"] == A and a["spec_dir"] == "specs_train_v1"
     assert sorted(a["iterations"]) == ["it0", "it1", "it2"]  # it3 is unfinished
@@ -65,12 +65,12 @@ def test_best_iteration_is_the_lowest_mean_of_the_folds_best_losses(logs: Path) 
 
 
 def test_a_tie_keeps_the_earlier_iteration(logs: Path) -> None:
-    b = select_best_iterations(PRESET, logs, iterations=3)["vgg_gap_demo_v2"]
+    b = select_best_iterations(PRESET, logs, iterations=3, folds=[1, 2, 3, 4])["vgg_gap_demo_v2"]
     assert b["iterations"]["it0"]["valid_loss"] == b["iterations"]["it1"]["valid_loss"] == 0.5
     assert b["tag"] == "it0"
 
 
 def test_iterations_beyond_the_schedule_and_untrained_models_are_left_out(logs: Path) -> None:
-    choice = select_best_iterations(PRESET, logs, iterations=1)
+    choice = select_best_iterations(PRESET, logs, iterations=1, folds=[1, 2, 3, 4])
     assert set(choice) == {"vgg_gap_demo", "vgg_gap_demo_v2"}  # no log of the third model at all
     assert choice["vgg_gap_demo"]["tag"] == "it1" and sorted(choice["vgg_gap_demo"]["iterations"]) == ["it0", "it1"]

@@ -222,7 +222,7 @@ def test_bad_input_from_the_shell_is_one_line(demo_root, tmp_path):
 def test_ini_params_of_another_architecture(demo_root, tmp_path):
     other = tmp_path / "vgg_gap_demo.py"  # same name, other width: the params cannot fit
     other.write_text("from utils.model_files import DEMO_SETTINGS\nfrom utils.vgg_gap import VGGGAP\n\n"
-                     "SETTINGS = DEMO_SETTINGS\n\n\ndef build_model(n_classes=41):\n"
+                     "SETTINGS = DEMO_SETTINGS\n\n\ndef build_model(n_classes):\n"
                      "    return VGGGAP(nf=4, n_classes=n_classes)\n")
     train.main(train.parse_args(train_args(demo_root, tmp_path, "--fold", "1", "--epochs", "1", "--model",
                                            str(other))))

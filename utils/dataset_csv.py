@@ -1,16 +1,19 @@
-"""Reading and validating the FSDKaggle2018 CSVs (train.csv, test_post_competition.csv).
+"""Reading and validating a data root's CSVs: train.csv (fname,label,manually_verified), and its test split:
+Kaggle's test_post_competition.csv (scored by usage) or a plain test.csv (fname,label; scored whole).
 
-Every problem is reported as a DataError naming the file and, where there is one, the line."""
+Class names are whatever the data set uses; every problem is reported as a DataError naming the file and, where
+there is one, the line."""
 
 from pathlib import Path
 
 import pandas as pd
 
-from utils.labels import FSDKAGGLE2018_CLASSES
-
 TRAIN_COLUMNS = ("fname", "label", "manually_verified")
-TEST_COLUMNS = ("fname", "label", "usage", "freesound_id", "license")
+KAGGLE_TEST_COLUMNS = ("fname", "label", "usage", "freesound_id", "license")
+TEST_COLUMNS = ("fname", "label")
 USAGES = ("Public", "Private", "Ignored")
+KAGGLE_TEST_CSV = "test_post_competition.csv"
+TEST_USAGE = "Test"  # what every row of a plain test.csv counts as: scored, on no leaderboard
 
 
 class DataError(Exception):
@@ -48,18 +51,24 @@ def _check_fnames(path: Path, df: pd.DataFrame) -> None:
         raise DataError(f"{path}:{_line(int(dup.index[0]))}: duplicated fname {dup.iloc[0]!r}")
 
 
-def _check_labels(path: Path, df: pd.DataFrame, allowed: set[str]) -> None:
-    bad = ~df["label"].isin(allowed)
-    if bad.any():
-        row = int(bad.idxmax())
-        raise DataError(f"{path}:{_line(row)}: unknown label {df['label'][row]!r}")
+def _check_labels(path: Path, df: pd.DataFrame, allowed: set[str] | None = None) -> None:
+    """Every label a non-empty class name, and one of `allowed` where the classes are known."""
+    empty = df["label"].str.strip() == ""
+    if empty.any():
+        raise DataError(f"{path}:{_line(int(empty.idxmax()))}: empty label")
+    if allowed is not None:
+        bad = ~df["label"].isin(allowed)
+        if bad.any():
+            row = int(bad.idxmax())
+            raise DataError(f"{path}:{_line(row)}: unknown label {df['label'][row]!r} (not one of the "
+                            f"{len(allowed)} classes of train.csv)")
 
 
 def read_train_csv(path: str | Path) -> pd.DataFrame:
     """fname, label, manually_verified (as int 0/1), plus any extra columns (e.g. true_label)."""
     path = Path(path)
     df = _read(path, TRAIN_COLUMNS)
-    _check_labels(path, df, set(FSDKAGGLE2018_CLASSES))
+    _check_labels(path, df)
     bad = ~df["manually_verified"].isin(["0", "1"])
     if bad.any():
         row = int(bad.idxmax())
@@ -69,14 +78,27 @@ def read_train_csv(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def read_test_csv(path: str | Path) -> pd.DataFrame:
-    """test_post_competition.csv; 'Ignored' rows (not scored on Kaggle) may carry the label 'None'."""
+def read_test_csv(path: str | Path, classes: set[str] | None = None) -> pd.DataFrame:
+    """A test split. Kaggle's test_post_competition.csv ('Ignored' rows, never scored, may carry the label 'None')
+    or a plain fname,label CSV, which reads as if every row were scored ('usage' Test). `classes`, where given,
+    are the training classes every scored label must be one of."""
     path = Path(path)
     df = _read(path, TEST_COLUMNS)
-    bad = ~df["usage"].isin(USAGES)
-    if bad.any():
-        row = int(bad.idxmax())
-        raise DataError(f"{path}:{_line(row)}: usage must be one of {', '.join(USAGES)}, got {df['usage'][row]!r}")
-    scored = df[df["usage"] != "Ignored"]
-    _check_labels(path, scored, set(FSDKAGGLE2018_CLASSES))
+    kaggle = path.name == KAGGLE_TEST_CSV or "usage" in df.columns
+    if kaggle:
+        df = _read(path, KAGGLE_TEST_COLUMNS)
+    if kaggle:
+        bad = ~df["usage"].isin(USAGES)
+        if bad.any():
+            row = int(bad.idxmax())
+            raise DataError(f"{path}:{_line(row)}: usage must be one of {', '.join(USAGES)}, "
+                            f"got {df['usage'][row]!r}")
+    else:
+        df["usage"] = TEST_USAGE
+    _check_labels(path, df[df["usage"] != "Ignored"], classes)
     return df
+
+
+def is_kaggle(test: pd.DataFrame) -> bool:
+    """A test split read by read_test_csv is Kaggle's (scored by leaderboard part) or plain (scored whole)."""
+    return bool((test["usage"] != TEST_USAGE).any())

@@ -24,31 +24,30 @@ import scipy.special
 import torch
 from torch import nn
 
+from utils import paths
 from utils.atomic import save_npz, save_text
-from utils.dataset_csv import DataError, read_test_csv, read_train_csv
+from utils.dataset_csv import DataError, is_kaggle, read_test_csv, read_train_csv
 from utils.folds import load_folds, split_fold
-from utils.labels import FSDKAGGLE2018_CLASSES, LabelEncoder
+from utils.labels import LabelEncoder
 from utils.metrics import confusion_matrix, format_report, per_class_scores, top_k
 from utils.plots import plot_class_scores, plot_confusion_matrix, pyplot, save_figure
 from utils.predict import predict_logits
 from utils.spec_store import open_store
 
 SETS = ("valid", "public", "private", "private_public", "test")
-TEST_CSV = "test_post_competition.csv"
+LEADERBOARD_SETS = ("public", "private", "private_public")
 # Kaggle scored Public and Private rows; 'Ignored' rows were padding and are never scored.
-USAGES_OF_SET = {"public": ("Public",), "private": ("Private",), "private_public": ("Public", "Private"),
-                 "test": ("Public", "Private", "Ignored")}
+USAGES_OF_SET = {"public": ("Public",), "private": ("Private",), "private_public": ("Public", "Private")}
 RESULT_KEYS = ("fnames", "classes", "probs", "set")  # required; "missing" is optional
 SUBMISSION_HEADER = ["fname", "label"]
 TOP_K = 3
 NOT_A_CLASS = "(not a class name)"  # what a submission's unknown label is scored as: always a miss
-SCORED_CLASSES = (*FSDKAGGLE2018_CLASSES, NOT_A_CLASS)  # the index space of a scored submission
 
 
 @dataclass
 class ClipSet:
     fnames: list[str]
-    labels: list[str] | None  # None for 'test' (the Ignored rows carry no label)
+    labels: list[str] | None  # None for Kaggle's 'test' (its Ignored rows carry no label)
     spec_dir: Path
     source: Path  # the CSV the clips come from, for error messages
 
@@ -71,18 +70,11 @@ def check_set(set_name: str) -> None:
         raise ValueError(f"unknown set {set_name!r}; choose one of {', '.join(SETS)}")
 
 
-def test_spec_dir(train_spec_dir: str) -> str:
-    """The test-set twin of a training spectrogram folder: specs_train_v1 -> specs_test_v1."""
-    if "specs_train" not in train_spec_dir:
-        raise ValueError(f"cannot derive the test spectrogram folder from {train_spec_dir!r} (no 'specs_train' "
-                         "in it); pass --test_spec_dir")
-    return train_spec_dir.replace("specs_train", "specs_test")
-
-
 def select_clips(data_root: str | Path, set_name: str, spec_dir: str, fold: int | None = None,
                  test_spec: str | None = None) -> ClipSet:
-    """The clips of an evaluation set: 'valid' is fold `fold`'s verified held-out part of train.csv; the
-    others are test_post_competition.csv rows by usage ('test': all rows, labels not needed)."""
+    """The clips of an evaluation set: 'valid' is fold `fold`'s verified held-out part of train.csv; 'test' is
+    every row of the test split (scored with its labels, but for Kaggle's, whose Ignored rows have none); the
+    leaderboard sets are rows of Kaggle's test_post_competition.csv by usage."""
     check_set(set_name)
     data_root = Path(data_root)
     if set_name == "valid":
@@ -91,11 +83,18 @@ def select_clips(data_root: str | Path, set_name: str, spec_dir: str, fold: int 
         source = data_root / "train.csv"
         _, valid, _ = split_fold(read_train_csv(source), load_folds(data_root), fold)
         return ClipSet(list(valid["fname"]), list(valid["label"]), data_root / spec_dir, source)
-    source = data_root / TEST_CSV
+    source = paths.test_csv(data_root)
+    if source is None:
+        raise DataError(f"{data_root} has no test split ({paths.KAGGLE_TEST_CSV} or {paths.TEST_CSV}); evaluate "
+                        "with --set valid (evaluate_experiment_set.py reports the cross-validation figures)")
     df = read_test_csv(source)
-    df = df[df["usage"].isin(USAGES_OF_SET[set_name])]
-    labels = None if set_name == "test" else list(df["label"])
-    return ClipSet(list(df["fname"]), labels, data_root / (test_spec or test_spec_dir(spec_dir)), source)
+    if set_name in LEADERBOARD_SETS:
+        if not is_kaggle(df):
+            raise ValueError(f"set '{set_name}' is a part of Kaggle's leaderboard, but {source} is a plain test "
+                             "split, scored whole: use --set test")
+        df = df[df["usage"].isin(USAGES_OF_SET[set_name])]
+    labels = None if set_name == "test" and is_kaggle(df) else list(df["label"])
+    return ClipSet(list(df["fname"]), labels, data_root / (test_spec or paths.test_spec_dir(spec_dir)), source)
 
 
 def encode_labels(clips: ClipSet, classes: Sequence[str]) -> np.ndarray:
@@ -308,21 +307,29 @@ def read_submission(path: str | Path) -> dict[str, list[str]]:
     return sub
 
 
-def unknown_labels(sub: dict[str, list[str]]) -> dict[str, int]:
+def submission_classes(data_root: str | Path) -> list[str]:
+    """The index space of a scored submission: the data set's classes, and NOT_A_CLASS last."""
+    return [*sorted(set(read_train_csv(Path(data_root) / paths.TRAIN_CSV)["label"])), NOT_A_CLASS]
+
+
+def unknown_labels(sub: dict[str, list[str]], classes: Sequence[str]) -> dict[str, int]:
     """Labels of a submission that are not class names (e.g. 'Hi-Hat' in Kaggle's sample), with their counts."""
-    known = set(FSDKAGGLE2018_CLASSES)
+    known = set(classes)
     return dict(Counter(label for labels in sub.values() for label in labels if label not in known))
 
 
 def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(y_true, ranked) as indices into SCORED_CLASSES for the scored clips of `set_name`; a label that is
-    not a class name gets the index of NOT_A_CLASS, a miss. The submission must cover every clip of the set
-    and name no clip the test CSV does not list; Ignored clips may be listed or not."""
-    if set_name not in ("public", "private", "private_public"):
-        raise ValueError(f"a submission is scored on public, private or private_public, not {set_name!r}")
-    source = Path(data_root) / TEST_CSV
-    test = read_test_csv(source)
+                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(y_true, ranked, classes): indices into `classes` (submission_classes) for the scored clips of `set_name`;
+    a label that is not a class name gets the index of NOT_A_CLASS, a miss. The submission must cover every clip
+    of the set and name no clip the test CSV does not list; Ignored clips may be listed or not."""
+    if set_name not in LEADERBOARD_SETS:
+        raise ValueError(f"a submission is scored on {', '.join(LEADERBOARD_SETS)}, not {set_name!r}")
+    source = Path(data_root) / paths.KAGGLE_TEST_CSV
+    if not source.is_file():
+        raise DataError(f"{source}: file not found; a submission is scored on Kaggle's test split")
+    classes = submission_classes(data_root)
+    test = read_test_csv(source, set(classes))
     unknown = sorted(set(sub) - set(test["fname"]))
     if unknown:
         raise DataError(f"submission lists {len(unknown)} clip(s) not in {source}, e.g. {unknown[0]!r}")
@@ -333,11 +340,11 @@ def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name:
                         f"e.g. {missing[0]!r}")
     if scored.empty:
         raise DataError(f"{source} has no clips in set '{set_name}'")
-    index = {c: i for i, c in enumerate(SCORED_CLASSES)}
+    index = {c: i for i, c in enumerate(classes)}
     miss = index[NOT_A_CLASS]
     y_true = np.array([index[label] for label in scored["label"]])
     ranked = np.array([[index.get(label, miss) for label in sub[f]] for f in scored["fname"]])
-    return y_true, ranked
+    return y_true, ranked, classes
 
 
 # --- reporting ---

@@ -1,4 +1,5 @@
-"""The FSDKaggle2018 class names and a label encoder that also serves a subset of them."""
+"""Class names: a label encoder for whatever classes a data set has, and FSDKaggle2018's list, which only checks
+that data set's own files (import_dataset.py fsdkaggle2018)."""
 
 from collections.abc import Iterable, Sequence
 
@@ -15,13 +16,15 @@ FSDKAGGLE2018_CLASSES = (
 
 
 class LabelEncoder:
-    """Maps class names to indices. The class list comes from the training CSV and is stored with
-    every model, so a model trained on a subset (the embedded default) predicts that subset."""
+    """Maps class names to indices. The class list comes from the training CSV and is stored with every model,
+    so a model predicts the classes of the data it was trained on, whatever their names."""
 
     def __init__(self, classes: Sequence[str]):
-        unknown = sorted(set(classes) - set(FSDKAGGLE2018_CLASSES))
-        if unknown:
-            raise ValueError(f"unknown class names: {', '.join(unknown)}")
+        empty = [c for c in classes if not str(c).strip()]
+        if empty:
+            raise ValueError("a class name is empty")
+        if len(classes) < 2:
+            raise ValueError(f"need at least 2 classes, got {len(classes)}: {', '.join(map(repr, classes))}")
         if len(set(classes)) != len(classes):
             raise ValueError("duplicated class names")
         self.classes = list(classes)

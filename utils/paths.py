@@ -2,10 +2,15 @@
 
 import argparse
 import os
+import re
 from pathlib import Path
+
+from utils.dataset_csv import KAGGLE_TEST_CSV, DataError
 
 DATA_ROOT_ENV = "FSDTAG_DATA_ROOT"
 TRAIN_CSV = "train.csv"  # the dataset's own labels, always read from the data root
+FOLDS_CSV = "folds.csv"
+TEST_CSV = "test.csv"  # a plain test split (fname,label), scored whole; Kaggle's is KAGGLE_TEST_CSV
 EXP_ROOT_ENV = "FSDTAG_EXP_ROOT"
 # The checkout: scripts and model files are named relative to it (launchers, bundles, tests)
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +30,33 @@ def add_root_args(parser: argparse.ArgumentParser) -> None:
                         help=f"dataset folder (audio_train/, train.csv, specs_*); default ${DATA_ROOT_ENV} or data/")
     parser.add_argument("--exp_root", default=None,
                         help=f"experiment outputs; default ${EXP_ROOT_ENV} or experiments/")
+
+
+def best_iterations_path(exp_root_dir: str | Path) -> Path:
+    """Each model's best iteration, chosen by the schedule, read by evaluation and bundling."""
+    return Path(exp_root_dir) / "best_iterations.json"
+
+
+def test_csv(data_root: str | Path) -> Path | None:
+    """The data root's test split: Kaggle's test_post_competition.csv or a plain test.csv; None without one."""
+    found = [Path(data_root) / name for name in (KAGGLE_TEST_CSV, TEST_CSV) if (Path(data_root) / name).is_file()]
+    if len(found) > 1:
+        raise DataError(f"{data_root} holds both {KAGGLE_TEST_CSV} and {TEST_CSV}; keep the one that is its test split")
+    return found[0] if found else None
+
+
+# A data root keeps the spectrograms of audio_<split>/ in specs_<split>_<features>/ (specs_train_v1, specs_test_v1):
+# the test set's folder of a model's features follows from the training folder by that rule alone.
+_TRAIN_SPEC_DIR = re.compile(r"specs_train_(.+)")
+
+
+def test_spec_dir(train_spec_dir: str) -> str:
+    """specs_train_<features> -> specs_test_<features>."""
+    match = _TRAIN_SPEC_DIR.fullmatch(Path(train_spec_dir).name)
+    if match is None or Path(train_spec_dir).name != train_spec_dir:
+        raise ValueError(f"--spec_dir {train_spec_dir!r} is not named specs_train_<features>, so the test set's "
+                         "spectrogram folder cannot follow from it; pass --test_spec_dir")
+    return f"specs_test_{match.group(1)}"
 
 
 def model_name(model_file: str | Path) -> str:

@@ -29,7 +29,8 @@ def run_local(steps: list[Step], num_gpus: int, exp_root: Path, dry_run: bool = 
         print(shlex.join(command), flush=True)
         if dry_run:
             continue
-        returncode = run_stoppable(command, env)
+        # run_experiment.sh trains the data root's folds, which the schedule read from its folds.csv
+        returncode = run_stoppable(command, {**env, "FSDTAG_FOLDS": " ".join(map(str, step.folds))})
         if returncode != 0:
             raise RuntimeError(f"step {step.name} failed (exit {returncode}); fix it and run the same "
                                f"command again to resume")

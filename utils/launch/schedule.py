@@ -14,7 +14,7 @@ import numpy as np
 
 from utils import paths
 from utils.atomic import save_json
-from utils.folds import N_FOLDS
+from utils.folds import fold_numbers, has_unverified, load_folds
 from utils.model_files import load_model_file, model_settings
 
 
@@ -53,6 +53,7 @@ class Step:
     stage: str            # 'pretrain' or 'finetune'
     per_fold: bool        # True: run once per fold with --fold K appended
     command: list[str]
+    folds: list[int] = field(default_factory=list)  # the data root's folds (per-fold steps: one output each)
     outputs: list[Path] = field(default_factory=list)
     model: str = ""
     tag: str = ""
@@ -135,16 +136,22 @@ def redo_from(steps: list[Step], stale: list[tuple[Step, list[str]]]) -> list[Pa
     return removed
 
 
-def train_logs(exp_root: Path, model: str, tag: str) -> list[Path]:
-    return [paths.log_path(exp_root, model, k, tag) for k in range(1, N_FOLDS + 1)]
+def train_logs(exp_root: Path, model: str, tag: str, folds: list[int]) -> list[Path]:
+    return [paths.log_path(exp_root, model, k, tag) for k in folds]
 
 
 def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_root: Path, iterations: int | None = None,
                    seed: int = 1, baseline: bool = False, epochs: int | None = None) -> list[Step]:
-    """The steps of 'pretrain', 'finetune' or 'all'. With baseline, fine-tuning iterations train on all labels
-    of train.csv (no self-verification) with the same epochs: the control the evidence compares against."""
+    """The steps of 'pretrain', 'finetune' or 'all', over the data root's folds (its folds.csv). With baseline,
+    fine-tuning iterations train on all labels of train.csv (no self-verification) with the same epochs: the
+    control the evidence compares against. A data set without unverified clips has nothing to self-verify: its
+    schedule is the pretraining alone (see nothing_to_verify)."""
     iterations = preset.iterations if iterations is None else iterations
     py = sys.executable
+    folds_table = load_folds(data_root)
+    folds = fold_numbers(folds_table)
+    if not has_unverified(folds_table) and not baseline:
+        iterations = 0
 
     def train_settings(model: str, fine_tune: bool, **extra: Any) -> dict[str, Any]:
         own = model_settings(load_model_file(model))
@@ -159,8 +166,8 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
         for model, spec_dir in preset.models:
             steps.append(Step(f"pretrain_{paths.model_name(model)}", "pretrain", True,
                               [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
-                               "--seed", str(seed), *epochs_args, *train_flags],
-                              train_logs(exp_root, model, "it0"), model, "it0",
+                               "--seed", str(seed), *epochs_args, *train_flags], folds,
+                              train_logs(exp_root, model, "it0", folds), model, "it0",
                               train_settings(model, False, spec_dir=spec_dir, train_on="all")))
     if experiment_set in ("finetune", "all"):
         prefix = "base" if baseline else "it"
@@ -178,7 +185,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                         [py, "self_verify.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", prev,
                          "--out", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
                          "--k_per_class", str(preset.k_per_class), "--stochastic",
-                         "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)],
+                         "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)], folds,
                         [paths.run_dir(exp_root, model) / train_file], model, prev,
                         {"seed": seed, "max_len": preset.max_len, "top_probs_thresh": preset.top_probs_thresh,
                          "k_per_class": preset.k_per_class, "n_excerpts": preset.n_excerpts, "stochastic": True,
@@ -188,16 +195,21 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
                      "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
                      "--seed", str(seed), *epochs_args, *train_flags] + (["--train_on", "all"] if baseline else []),
-                    train_logs(exp_root, model, new), model, new,
+                    folds, train_logs(exp_root, model, new, folds), model, new,
                     train_settings(model, True, spec_dir=spec_dir, train_file=train_file,
                                    train_on="all" if baseline else "verified")))
     return steps
 
 
-def fold_summary(exp_root: Path, model: str, tag: str) -> dict | None:
+def nothing_to_verify(data_root: Path) -> bool:
+    """True where the data root has no unverified clips: self-verification has nothing to do there."""
+    return not has_unverified(load_folds(data_root))
+
+
+def fold_summary(exp_root: Path, model: str, tag: str, folds: list[int]) -> dict | None:
     """Mean over folds of the best verified validation loss and that epoch's accuracy; None if unfinished."""
     losses, accs = [], []
-    for log in train_logs(exp_root, model, tag):
+    for log in train_logs(exp_root, model, tag, folds):
         if not output_done(log):
             return None
         history = json.loads(log.read_text())["history"]
@@ -205,22 +217,41 @@ def fold_summary(exp_root: Path, model: str, tag: str) -> dict | None:
         losses.append(best["valid_loss"])
         accs.append(best["valid_acc"])
     return {"valid_loss": float(np.mean(losses)), "valid_acc": float(np.mean(accs)),
-            "valid_acc_std": float(np.std(accs))}
+            "valid_acc_std": float(np.std(accs)), "valid_accs": accs}
 
 
-def select_best_iterations(preset: Preset, exp_root: Path, iterations: int) -> dict:
+def select_best_iterations(preset: Preset, exp_root: Path, iterations: int, folds: list[int]) -> dict:
     """Each model's iteration with the lowest mean verified validation loss over the folds (the seed chose by
-    eye), written to <exp_root>/best_iterations.json for evaluation and fusion."""
+    eye), written to <exp_root>/best_iterations.json for evaluation and fusion, with the folds it covers."""
     choice = {}
     for model, spec_dir in preset.models:
         tags = {}
         for tag in ["it0"] + [f"it{i}" for i in range(1, iterations + 1)]:
-            summary = fold_summary(exp_root, model, tag)
+            summary = fold_summary(exp_root, model, tag, folds)
             if summary is not None:
                 tags[tag] = summary
         if tags:
             best = min(tags, key=lambda t: tags[t]["valid_loss"])
-            choice[paths.model_name(model)] = {"model": model, "spec_dir": spec_dir, "tag": best,
+            choice[paths.model_name(model)] = {"model": model, "spec_dir": spec_dir, "tag": best, "folds": folds,
                                                **tags[best], "iterations": tags}
-    save_json(exp_root / "best_iterations.json", choice)
+    save_json(paths.best_iterations_path(exp_root), choice)
     return choice
+
+
+def read_best_iterations(exp_root: Path) -> dict:
+    """<exp_root>/best_iterations.json: model name -> model, spec_dir, tag, folds and validation figures."""
+    path = paths.best_iterations_path(exp_root)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run run_experiment_set.py first")
+    try:
+        best = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e}); run run_experiment_set.py again to rewrite it") from None
+    if not best:
+        raise ValueError(f"{path} lists no model (no iteration finished?)")
+    for name, choice in best.items():
+        missing = [k for k in ("model", "spec_dir", "tag", "folds", "valid_acc") if k not in choice]
+        if missing:
+            raise ValueError(f"{path}: model {name!r} lacks {', '.join(missing)}; run run_experiment_set.py again "
+                             "to rewrite it")
+    return best

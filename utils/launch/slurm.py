@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 
 from utils.atomic import save_json, save_text
-from utils.folds import N_FOLDS
 from utils.launch.schedule import Step, output_done
 from utils.model_files import load_model_file
 from utils.paths import REPO
@@ -108,11 +107,11 @@ def batch_script(step: Step, index: int, total: int, exp_root: Path, options: di
     lines = ["#!/usr/bin/env bash",
              f"#SBATCH --job-name={JOB_PREFIX}{step.name}"]
     if step.per_fold:
-        lines.append(f"#SBATCH --array=1-{N_FOLDS}")
+        lines.append(f"#SBATCH --array=1-{len(step.folds)}")
     lines += [f"#SBATCH --output={log_pattern(exp_root, step)}",
               f"#SBATCH --chdir={REPO}"]  # the commands name repository files (train.py, models/...)
     lines += [f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={value}" for key, value in options.items()]
-    what = f"one array task per fold, 1-{N_FOLDS}" if step.per_fold else "all folds in one job"
+    what = f"one array task per fold, 1-{len(step.folds)}" if step.per_fold else "all folds in one job"
     lines += ["#",
               f"# Step {index} / {total} of the fsdtag schedule: {step.name} ({what}).",
               "# Written by run_experiment_set.py --launcher slurm, which chains the steps with",
@@ -122,7 +121,7 @@ def batch_script(step: Step, index: int, total: int, exp_root: Path, options: di
               "set -euo pipefail",
               ""]
     if step.per_fold:
-        lines += [f'fold=${{SLURM_ARRAY_TASK_ID:?submit with sbatch --array=1-{N_FOLDS}}}',
+        lines += [f'fold=${{SLURM_ARRAY_TASK_ID:?submit with sbatch --array=1-{len(step.folds)}}}',
                   f'echo "{step.name} fold $fold on $(hostname), job ${{SLURM_JOB_ID:-}}"',
                   f'{step.shell()} --fold "$fold"']
     else:
@@ -133,8 +132,8 @@ def batch_script(step: Step, index: int, total: int, exp_root: Path, options: di
 
 def unfinished_folds(step: Step) -> list[int]:
     """The folds whose outputs are missing; a per-fold step's outputs are its folds' logs, in fold order."""
-    if not step.per_fold or len(step.outputs) != N_FOLDS:
-        return [] if step.done() else list(range(1, N_FOLDS + 1))
+    if not step.per_fold or len(step.outputs) != len(step.folds):
+        return [] if step.done() else list(step.folds)
     return [k for k, out in enumerate(step.outputs, 1) if not output_done(out)]
 
 
@@ -196,7 +195,7 @@ def submit_slurm(steps: list[Step], exp_root: Path, slurm_args: str = "", dry_ru
         script = batch_script(step, i, len(steps), exp_root, step_options(step, site))
         path = script_path(exp_root, step)
         command = ["sbatch", "--parsable"]
-        if step.per_fold and len(folds) < N_FOLDS:
+        if step.per_fold and len(folds) < len(step.folds):
             command.append(f"--array={','.join(map(str, folds))}")  # resume: only the folds still missing
         if previous:
             command.append(f"--dependency=afterok:{previous}")
@@ -242,7 +241,7 @@ def slurm_status(steps: list[Step], exp_root: Path) -> list[TaskStatus]:
     for step in steps:
         entry = jobs.get(step.name)
         missing = unfinished_folds(step)
-        for fold in (range(1, N_FOLDS + 1) if step.per_fold else [None]):
+        for fold in (step.folds if step.per_fold else [None]):
             done = (fold not in missing) if step.per_fold else not missing
             if done:
                 statuses.append(TaskStatus(step.name, fold, "DONE"))
