@@ -42,7 +42,6 @@ from utils.training import (
     AMP_DTYPES,
     data_fingerprint,
     fold_lock,
-    lock_path,
     resolve_amp,
     resolve_ini_params,
     resolve_train_file,
@@ -205,7 +204,7 @@ def main(args: argparse.Namespace) -> None:
         return
     with ExitStack() as locks:
         for fold in args.fold:
-            locks.enter_context(fold_lock(lock_path(paths.exp_root(args.exp_root), args.model, fold, args.tag)))
+            locks.enter_context(fold_lock(paths.lock_path(paths.exp_root(args.exp_root), args.model, fold, args.tag)))
         train(args)
 
 

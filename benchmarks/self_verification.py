@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from utils import paths
+from utils.folds import fold_numbers, load_folds
 from utils.launch.schedule import PRESETS, fold_summary
 from utils.paths import REPO
 from utils.plots import pyplot, save_figure
@@ -31,6 +32,7 @@ def main() -> None:
     preset = PRESETS["demo"]
     iterations = args.iterations or preset.iterations
     data_root, exp_root = paths.data_root(args.data_root).resolve(), Path(args.exp_root).resolve()
+    folds = fold_numbers(load_folds(data_root))
 
     for seed in args.seeds:
         for baseline in (False, True):
@@ -54,7 +56,7 @@ def main() -> None:
             cells, sv_row, base_row = [], [], []
             for seed in args.seeds:
                 root = exp_root / f"seed{seed}"
-                sv, base = fold_summary(root, model, tag), fold_summary(root, model, btag)
+                sv, base = fold_summary(root, model, tag, folds), fold_summary(root, model, btag, folds)
                 precision = float("nan")
                 if i > 0:
                     summary = paths.run_dir(root, model) / f"train_self_verified_it{i - 1}.summary.json"

@@ -393,3 +393,21 @@ def test_prepare_spectrograms_check_only_says_nothing_was_written(tmp_path, caps
     assert code == 0
     assert "2 computed" in out and "nothing was written" in out and "--dump" in out
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["audio", "clip0.wav", "clip1.wav"]
+
+
+@pytest.mark.parametrize("tag", ["../../evil", "a/b", "..", " it0"])
+def test_a_tag_that_is_not_a_plain_name_is_refused_before_any_output(tmp_path, capsys, tag):
+    root = tmp_path / "data"
+    write_train_csv(root / "train.csv", {c: 4 for c in CLASSES})
+    code, _, err = run_main("train", [*train_args(root, tmp_path), "--tag", tag], capsys)
+    assert_one_error(code, err, f"--tag {tag!r} is not a plain name")
+    assert not (tmp_path / "exp").exists() and not list(tmp_path.glob("*/params_*")) and not list(tmp_path.glob("p*"))
+
+
+def test_a_model_file_whose_name_is_not_plain_is_refused(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_train_csv(root / "train.csv", {c: 4 for c in CLASSES})
+    argv = train_args(root, tmp_path)
+    argv[argv.index("--model") + 1] = str(tmp_path / "..")
+    code, _, err = run_main("train", argv, capsys)
+    assert_one_error(code, err, "is not a plain name")

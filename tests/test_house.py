@@ -15,9 +15,9 @@ import tag_files
 import train
 from utils.paths import REPO
 
-CORE = ["atomic", "audio", "cli", "dataset_csv", "evaluation", "excerpt_source", "fold_run", "folds", "labels",
-        "metrics", "model_files", "paths", "plots", "predict", "self_verification", "spec_data", "spec_store",
-        "spectrogram", "spectrogram_cache", "training", "vgg_gap"]
+CORE = ["atomic", "audio", "cli", "dataset_csv", "dataset_import", "errors", "evaluation", "excerpt_source",
+        "fold_run", "folds", "labels", "metrics", "model_files", "paths", "plots", "predict", "self_verification",
+        "spec_data", "spec_store", "spectrogram", "spectrogram_cache", "training", "vgg_gap"]
 SIDE = ("utils.demo", "utils.live", "utils.launch")
 
 

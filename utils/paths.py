@@ -59,8 +59,17 @@ def test_spec_dir(train_spec_dir: str) -> str:
     return f"specs_test_{match.group(1)}"
 
 
+def plain_name(value: str, what: str) -> str:
+    """A name that becomes part of a file name (a tag, a model's name): refused unless it is a plain name, so that
+    no output can land outside its folder (--tag ../../x) or two outputs in one file."""
+    if not value or value in (".", "..") or any(c in value for c in "/\\\0") or value != value.strip():
+        raise ValueError(f"{what} {value!r} is not a plain name (no '/', '\\', '..' or surrounding spaces): it "
+                         "names output files")
+    return value
+
+
 def model_name(model_file: str | Path) -> str:
-    return Path(model_file).stem
+    return plain_name(Path(model_file).stem, f"model file {str(model_file)!r}: its name")
 
 
 def run_dir(exp_root_dir: str | Path, model_file: str | Path) -> Path:
@@ -68,13 +77,23 @@ def run_dir(exp_root_dir: str | Path, model_file: str | Path) -> Path:
     return Path(exp_root_dir) / model_name(model_file)
 
 
+def fold_file(exp_root_dir: str | Path, model_file: str | Path, kind: str, fold: int, tag: str, suffix: str) -> Path:
+    """<run dir>/<kind>_<fold>_<tag><suffix>: the files of one fold's training run."""
+    return run_dir(exp_root_dir, model_file) / f"{kind}_{fold}_{plain_name(tag, '--tag')}{suffix}"
+
+
 def params_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
-    return run_dir(exp_root_dir, model_file) / f"params_{fold}_{tag}.pt"
+    return fold_file(exp_root_dir, model_file, "params", fold, tag, ".pt")
 
 
 def log_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
-    return run_dir(exp_root_dir, model_file) / f"results_{fold}_{tag}.json"
+    return fold_file(exp_root_dir, model_file, "results", fold, tag, ".json")
 
 
 def checkpoint_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
-    return run_dir(exp_root_dir, model_file) / f"checkpoint_{fold}_{tag}.pt"
+    return fold_file(exp_root_dir, model_file, "checkpoint", fold, tag, ".pt")
+
+
+def lock_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
+    """Held while a fold trains, so that a second identical command stops at once."""
+    return fold_file(exp_root_dir, model_file, ".lock", fold, tag, "")

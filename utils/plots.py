@@ -3,6 +3,7 @@
 matplotlib's Agg backend is used when there is no display, so every figure can be saved headless."""
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,6 +62,19 @@ def plot_curves(histories: Sequence[Sequence[dict]], labels: Sequence[str], metr
     return fig
 
 
+def tick_labels(classes: Sequence[str], width: int = 24) -> list[str]:
+    """Class names as tick labels: long ones (a data set's own, e.g. 'Vehicle horn, car horn, honking') wrapped onto
+    two lines and, beyond that, cut in the middle, so that a figure of many classes keeps every label readable."""
+    labels = []
+    for name in classes:
+        lines = textwrap.wrap(name, width) or [name]
+        if len(lines) > 2:
+            tail = name[-(width - 1):]
+            lines = [lines[0], "…" + tail]
+        labels.append("\n".join(lines))
+    return labels
+
+
 def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str]):
     """Row-normalised confusion matrix (true class per row), raw counts written in non-empty cells when the
     matrix is small enough to read them."""
@@ -72,8 +86,8 @@ def plot_confusion_matrix(cm: np.ndarray, classes: Sequence[str]):
     size = max(4.0, 0.25 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xticks(range(n), tick_labels(classes), rotation=90, fontsize=7)
+    ax.set_yticks(range(n), tick_labels(classes), fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 15:
@@ -95,7 +109,7 @@ def plot_class_scores(classes: Sequence[str], precision: np.ndarray, recall: np.
     ax.barh(y - h, precision, height=h, label="precision")
     ax.barh(y, recall, height=h, label="recall")
     ax.barh(y + h, f1, height=h, label="F-score")
-    ax.set_yticks(y, classes, fontsize=7)
+    ax.set_yticks(y, tick_labels(classes), fontsize=7)
     ax.invert_yaxis()  # first class on top, as in the table
     ax.set_xlim(0, 1.05)
     ax.grid(axis="x", alpha=0.3)

@@ -110,10 +110,6 @@ def data_fingerprint(*files: Path) -> str:
     return digest.hexdigest()
 
 
-def lock_path(exp_root: str | Path, model: str | Path, fold: int, tag: str) -> Path:
-    return paths.run_dir(exp_root, model) / f".lock_{fold}_{tag}"
-
-
 @contextmanager
 def fold_lock(path: Path) -> Iterator[None]:
     """One process owns a fold's outputs: a second identical command stops at once, naming the first. The OS
