@@ -90,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
             source = FileSource(args.input, speed=args.speed, normalize=not args.raw_level, room_seed=args.room)
         except AudioError as e:  # its message names the file; as ValueError run_cli prints it in one line
             raise ValueError(f"--input {e}") from None
+        for w in source.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     else:
         source = MicSource(parse_device(args.input_device))
     predict, classes = load_predictor(args.model, args.params, args.backend, args.window, args.threads)

@@ -3,9 +3,13 @@
     python prepare_spectrograms.py --audio_path data/audio_train --out_dir data/specs_train_v1 \\
         --spec_version 1 --dump
 
-Files run in parallel (--jobs). A file that fails is reported at the end and in <out_dir>/failed.txt; the
-others finish, and the exit status is 1. Outputs newer than their audio are skipped, so an interrupted run
-resumes. <out_dir>/manifest.json records the settings; a folder made with other settings is refused.
+Files run in parallel (--jobs); each is decoded by what it holds, not by its extension (a .wav holding MP3 or
+FLAC is read as such). A file that fails (unreadable, empty, too short for one spectrogram frame, ...) is reported
+at the end and in <out_dir>/failed.txt; the others finish, and the exit status is 1. <out_dir>/sources.json
+records what each spectrogram was made from (its audio's size, mtime, inode, ctime and sha256, and the .npy's):
+a clip is skipped while both still hold that content, whatever their mtimes, so an interrupted run resumes and
+audio replaced by other content is redone even under an older mtime (cp -p, rsync -a, tar x, a restored
+backup). <out_dir>/manifest.json records the settings; a folder made with other settings is refused.
 With --dump, the spectrograms are also gathered into <out_dir>/store/, one memory-mapped file that the
 processes reading this folder share (utils/spec_store.py; rebuilt automatically when a .npy changes).
 Without --dump nothing is written: the clips are only computed, as a check (--out_dir alone is refused).

@@ -9,14 +9,16 @@ its spectrogram exactly as prepare_spectrograms.py does and predicts the whole c
 clipped to the max_len it was trained with); members are averaged as fusion.py does.
 
 The CSV has a row per file (path, then label_i,prob_i for the --top_k most likely classes), in the order the
-paths were given (folders sorted). With --segment S, a file is cut into consecutive S-second clips, each tagged
-as a clip of its own (a last piece shorter than S/2 joins the one before), and the CSV gets a row per segment
-with its start and end in seconds. --plot saves per file a PNG of its spectrogram with the top classes'
-probability over time under it. --posteriors writes every class's probability (.npz, or .jsonl: one JSON
-object per row).
+paths were given (folders sorted); a file that several paths name (F, ./F, a link to F, F and its folder) is
+tagged once, under the first, and the summary counts the others. With --segment S, a file is cut into
+consecutive S-second clips, each tagged as a clip of its own (a last piece shorter than S/2 joins the one
+before), and the CSV gets a row per segment with its start and end in seconds. --plot saves per file a PNG of its
+spectrogram with the top classes' probability over time under it. --posteriors writes every class's probability
+(.npz, or .jsonl: one JSON object per row).
 
-Files that cannot be tagged (missing, empty, corrupt, not audio, a folder, a broken link) are listed with the
-reason at the end; the others finish, and the exit status is 1."""
+Every file is decoded by what it holds, not by its extension (a .wav holding MP3 is read as MP3). Files that
+cannot be tagged (missing, empty, too short for one spectrogram frame, corrupt, not audio, a folder, a broken
+link) are listed with the reason at the end; the others finish, and the exit status is 1."""
 
 import argparse
 import csv
@@ -66,9 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---- inputs ----------------------------------------------------------------------------------------------------
 
-def collect_inputs(paths: list[str]) -> list[str]:
-    """Every file to tag, in the order given (folders sorted, duplicates dropped). Bad entries stay in the list
-    (a missing path, a folder named x.wav, a broken link) so that tagging reports them."""
+def collect_inputs(paths: list[str]) -> tuple[list[str], int]:
+    """Every file to tag, in the order given (folders sorted), and how many paths named a file already listed:
+    paths that resolve to the same file (F, ./F, a link to F, F inside a folder also given) are one file, tagged
+    once under its first spelling. Bad entries stay in the list (a missing path, a folder named x.wav, a broken
+    link) so that tagging reports them."""
     found: list[str] = []
     for arg in paths:
         p = Path(arg)
@@ -78,7 +82,20 @@ def collect_inputs(paths: list[str]) -> list[str]:
             found += read_list(p)
         else:
             found.append(arg)
-    return list(dict.fromkeys(found))
+    first: dict[object, str] = {}
+    for path in found:
+        first.setdefault(same_file_key(path), path)
+    return list(first.values()), len(found) - len(first)
+
+
+def same_file_key(path: str) -> object:
+    """Equal for two paths to one file: its device and inode (which also join hard links), or, for a path that
+    names nothing, the path with links and ./.. resolved."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
 
 
 def walk_folder(folder: Path) -> list[str]:
@@ -127,7 +144,7 @@ def run(tagger: Tagger, bundle: str, files: list[str], segment: float | None, pn
     threads = threads or max(1, cpu_cores() // jobs)
     # spawn, not fork: a forked child of a process that has run torch can hang in its thread pool
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=init_worker,
-                             initargs=(bundle, device, threads)) as pool:
+                             initargs=(bundle, device, threads, os.getpid())) as pool:
         futures = [pool.submit(worker_tag, f, segment, png) for f, png in zip(files, pngs, strict=True)]
         try:
             for future in tqdm(futures, **bar):
@@ -211,7 +228,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out} is a folder; give the CSV's file name")
     check_threads(args.threads)
     tagger = Tagger.from_bundle(args.bundle, args.device)
-    files = collect_inputs(args.paths)
+    files, repeated = collect_inputs(args.paths)
     if not files:
         raise FileNotFoundError(f"no audio files in {' '.join(args.paths)}")
     plot_dir = Path(args.plot_dir or f"{Path(args.out).with_suffix('')}_plots")
@@ -229,8 +246,9 @@ def main(args: argparse.Namespace) -> int:
     print_table(rows, tagger.classes, segments)
     n_ok = sum(isinstance(r, FileTags) for r in results)
     saved = [args.out, *([args.posteriors] if args.posteriors else []), *([f"{plot_dir}/"] if args.plot else [])]
+    again = f"; {repeated} path(s) named a file already listed, tagged once" if repeated else ""
     print(f"tagged {n_ok} of {len(files)} file(s) ({len(rows)} rows) with {len(tagger.members)} member(s): "
-          f"{', '.join(saved)}")
+          f"{', '.join(saved)}{again}")
     return report_problems(results, tagger.max_seconds, segments)
 
 

@@ -1,13 +1,14 @@
 """Awkward inputs: each gives a correct spectrogram or one clear AudioError naming the file."""
 
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from tests.helpers import tone
-from utils.audio import SOX_EFFECTS, AudioError, AudioWarning, load_audio, sox_clip_silence
+from utils.audio import SOX_EFFECTS, AudioError, AudioWarning, load_audio, min_samples, sox_clip_silence
 from utils.spectrogram import spectrogram_from_file
 
 SR = 32000
@@ -48,10 +49,11 @@ def test_bit_depths_read_correctly(tmp_path, subtype, tol):
     np.testing.assert_allclose(load_audio(path, preprocess=False), x, atol=tol)
 
 
-@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "FLOAT"])
-@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
 def test_sox_pipe_equals_sox_temp_file(tmp_path, subtype, channels):
-    # the piped output must be what the seed got from `sox in.wav tmp.wav ...` (repeatable dither, -R)
+    # the piped output must be what the seed got from `sox in.wav tmp.wav ...` (repeatable dither, -R), though
+    # SoX now reads the samples libsndfile decoded rather than the file
     x = np.concatenate([np.zeros((SR // 2, channels)).squeeze(), tone(0.5, SR, channels=channels),
                         np.zeros((SR // 4, channels)).squeeze()])
     path = write(tmp_path / "in.wav", x, SR, subtype)
@@ -72,12 +74,32 @@ def test_all_silent_keeps_unclipped_audio_with_warning(tmp_path):
     assert spec2.shape == (128, SR // 128) and not spec2.any()
 
 
-@pytest.mark.filterwarnings("ignore:n_fft=1024 is too large")
-def test_short_clip(tmp_path):
-    path = write(tmp_path / "short.wav", tone(0.01, 44100), 44100)
-    for version in (1, 2):
-        spec = spectrogram_from_file(path, version, preprocess=False)
-        assert spec.shape[0] == 128 and spec.shape[1] >= 1 and np.isfinite(spec).all()
+@pytest.mark.parametrize("sr", [8000, 32000, 44100])
+def test_shortest_clip_is_one_frame(tmp_path, sr):
+    # the shortest clip resamples to one whole 1024-sample frame at 32 kHz: spectrograms without a warning
+    n = min_samples(sr)
+    assert -(-n * SR // sr) >= 1024 > -(-(n - 1) * SR // sr)
+    path = write(tmp_path / "short.wav", np.random.default_rng(0).uniform(-0.5, 0.5, n), sr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for version in (1, 2):
+            for preprocess in (True, False):
+                spec = spectrogram_from_file(path, version, preprocess=preprocess)
+                assert spec.shape[0] == 128 and spec.shape[1] >= 1 and np.isfinite(spec).all()
+        assert len(load_audio(path, preprocess=False)) >= 1024
+    # one sample less is refused, naming the file and the minimum at its rate
+    write(path, np.random.default_rng(0).uniform(-0.5, 0.5, n - 1), sr)
+    with pytest.raises(AudioError, match=f"short.wav: too short to tag: {n - 1} samples .*at least {n} "):
+        spectrogram_from_file(path, 1, preprocess=False)
+
+
+def test_clip_sox_trims_below_one_frame_keeps_unclipped_audio(tmp_path):
+    # 30 ms of tone in 1 s of silence: SoX keeps 959 samples, less than one frame, so the clip stays whole
+    x = np.concatenate([np.zeros(SR // 2), tone(0.03, SR), np.zeros(SR // 2)])
+    path = write(tmp_path / "blip.wav", x, SR)
+    with pytest.warns(AudioWarning, match="blip.wav: SoX trimmed all but .* samples.*unclipped"):
+        signal = load_audio(path, preprocess=True)
+    assert len(signal) == len(x)
 
 
 def bad_inputs(tmp_path):
@@ -96,7 +118,7 @@ def bad_inputs(tmp_path):
 @pytest.mark.parametrize("case, match", [("empty", "empty audio file"), ("junk", "not a readable audio file"),
                                          ("truncated", "not a readable audio file"),
                                          ("text", "not a readable audio file"), ("missing", "file not found"),
-                                         ("folder", "file not found")])
+                                         ("folder", "is a folder, not an audio file")])
 def test_bad_files_raise_one_line_audio_error(tmp_path, case, match, preprocess):
     path = bad_inputs(tmp_path)[case]
     with pytest.raises(AudioError, match=match) as info:

@@ -67,6 +67,41 @@ def test_store_follows_the_cache(tmp_path):
     assert "00000004.wav" not in store
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_store_follows_a_rewrite_that_keeps_size_and_mtime(tmp_path, in_place):
+    """Other frames of the same shape under the old mtime to the nanosecond (cp -p, rsync -a, tar x of another
+    copy): only the inode or the ctime tells, and the store is rebuilt."""
+    folder = tmp_path / "specs"
+    specs = make_folder(folder, n=3)
+    open_store(folder)
+    path = folder / "00000001.npy"
+    before = path.stat()
+    other = (specs["00000001.wav"] + 1).astype(np.float32)
+    if in_place:  # same inode, as cp onto an existing file writes it
+        with open(path, "r+b") as f:
+            np.save(f, other)
+    else:  # a new file moved over the old one, as rsync and atomic writers do
+        np.save(tmp_path / "new.npy", other)
+        os.replace(tmp_path / "new.npy", path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    np.testing.assert_array_equal(open_store(folder).get("00000001.wav"), other)
+
+
+def test_store_index_without_identities_is_rebuilt(tmp_path):
+    folder = tmp_path / "specs"
+    make_folder(folder, n=2)
+    open_store(folder)
+    index = folder / STORE_DIR / "index.npz"
+    with np.load(index) as z:
+        old_layout = {k: z[k] for k in z.files if k not in ("inodes", "ctimes")}  # sizes and mtimes only
+    np.savez(index, **old_layout)
+    first = frames_file(folder)
+    open_store(folder)
+    assert frames_file(folder) != first
+
+
 @pytest.mark.parametrize("content,message", [(b"not an npy", "not a readable .npy"),
                                              (None, "expected a float32 \\(bins, frames\\)")])
 def test_a_bad_cache_file_is_named(tmp_path, content, message):

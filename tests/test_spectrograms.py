@@ -2,6 +2,11 @@
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import librosa
@@ -12,6 +17,8 @@ import soundfile as sf
 import prepare_spectrograms
 from tests.helpers import tone
 from utils.audio import load_audio
+from utils.paths import REPO
+from utils.spec_store import open_store
 from utils.spectrogram import (
     compute_spectrogram,
     frame_signal,
@@ -21,6 +28,7 @@ from utils.spectrogram import (
     to_int16,
     v2_frames_to_spectrogram,
 )
+from utils.spectrogram_cache import SOURCES_NAME
 
 GOLDEN = Path(__file__).parent / "data" / "madmom_v2"
 GOLDEN_CLIPS = sorted(p.stem for p in GOLDEN.glob("*.wav"))
@@ -151,12 +159,75 @@ def test_cli_writes_manifest_and_skips_up_to_date(tmp_path, capsys):
 
     assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--spec_version", "2", "--dump") == 0
     assert "3 skipped" in capsys.readouterr().out
-    # audio newer than its spectrogram is redone
+    # the same bytes under other times (touch, a copy) are still current: the content hash decides
     later = os.stat(specs / "clip1.npy").st_mtime + 10
     os.utime(clips[1], (later, later))
+    shutil.copy2(clips[2], tmp_path / "copy.wav")
+    os.replace(tmp_path / "copy.wav", clips[2])  # a new inode and ctime, the old mtime
     assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--spec_version", "2", "--dump",
                    "--jobs", "1") == 0
-    assert "1 written, 2 skipped" in capsys.readouterr().out
+    assert "3 skipped" in capsys.readouterr().out
+    # and the record follows them, so the next run need not hash them again
+    recorded = json.loads((specs / SOURCES_NAME).read_text())
+    assert recorded["clip1"]["audio"]["identity"][1] == os.stat(clips[1]).st_mtime_ns
+    assert recorded["clip2"]["audio"]["identity"][2] == os.stat(clips[2]).st_ino
+
+
+def prepared(audio: Path, specs: Path, capsys: pytest.CaptureFixture, *extra: str) -> str:
+    """Run --dump --spec_version 2 (status 0) and open the store as training would; what the run printed."""
+    assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--spec_version", "2", "--dump",
+                   *extra) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shift_s", [-3600, 3600])
+def test_replaced_audio_is_redone_whatever_its_mtime(tmp_path, capsys, shift_s):
+    """Audio replaced by another clip of the same size, its mtime set an hour before or after the .npy's (cp -p,
+    rsync -a, tar x, a restored backup): the .npy and the store hold the new clip."""
+    audio, specs = tmp_path / "audio", tmp_path / "specs"
+    clips = write_clips(audio, 2)
+    prepared(audio, specs, capsys, "--jobs", "2")
+    old = np.load(specs / "clip1.npy")
+    assert open_store(specs).get("clip1.wav").shape == old.shape
+
+    new_clip = tmp_path / "other.wav"  # clip1 at another pitch
+    sf.write(new_clip, np.concatenate([np.zeros(4410), tone(0.75, 44100, freq=2500.0), np.zeros(4410)]), 44100,
+             subtype="PCM_16")
+    assert new_clip.stat().st_size == clips[1].stat().st_size
+    when = os.stat(specs / "clip1.npy").st_mtime_ns + shift_s * 10**9
+    os.replace(new_clip, clips[1])
+    os.utime(clips[1], ns=(when, when))
+
+    assert "1 written, 1 skipped" in prepared(audio, specs, capsys)
+    expected = spectrogram_from_file(clips[1], 2)
+    got = np.load(specs / "clip1.npy")
+    assert got.shape != old.shape or not np.allclose(got, old)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(open_store(specs).get("clip1.wav"), got)
+    assert "2 skipped" in prepared(audio, specs, capsys)
+
+
+def test_a_spectrogram_without_its_record_is_redone(tmp_path, capsys):
+    audio, specs = tmp_path / "audio", tmp_path / "specs"
+    write_clips(audio, 2)
+    prepared(audio, specs, capsys)
+    # a folder that predates the records, or a run killed before it saved them: everything is redone
+    (specs / SOURCES_NAME).unlink()
+    assert "2 written" in prepared(audio, specs, capsys)
+    # a .npy replaced by another (here the other clip's, under its own old mtime) is redone too
+    shutil.copy2(specs / "clip0.npy", specs / "clip1.npy")
+    assert "1 written, 1 skipped" in prepared(audio, specs, capsys)
+    assert np.load(specs / "clip1.npy").shape != np.load(specs / "clip0.npy").shape
+
+
+def test_audio_replaced_by_a_broken_file_loses_its_old_spectrogram(tmp_path, capsys):
+    audio, specs = tmp_path / "audio", tmp_path / "specs"
+    clips = write_clips(audio, 2)
+    prepared(audio, specs, capsys)
+    clips[1].write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    assert run_cli("--audio_path", str(audio), "--spec_path", str(specs), "--spec_version", "2", "--dump") == 1
+    assert "removed" in (specs / "failed.txt").read_text() and not (specs / "clip1.npy").exists()
+    assert "clip1.wav" not in open_store(specs) and "clip0.wav" in open_store(specs)
 
 
 def test_cli_refuses_other_settings(tmp_path, capsys):
@@ -209,3 +280,64 @@ def test_cli_show_saves_png_headless(tmp_path, monkeypatch):
     png = specs / "spectrograms_v2.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(specs.glob("*.npy"))  # --show alone writes no spectrograms
+
+
+# ---- worker processes -------------------------------------------------------------------------------------
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan that has ended waits as a zombie until init reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_workers_end_when_the_run_is_killed(tmp_path):
+    """kill -9 gives prepare_spectrograms.py no chance to stop its pool: the workers must end by themselves."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(300):  # ~10 s of work for two workers, so they are busy when the parent dies
+        sf.write(audio / f"n{i:03d}.wav", 0.1 * rng.standard_normal(3 * SR).astype(np.float32), SR)
+    proc = subprocess.Popen([sys.executable, "prepare_spectrograms.py", "--audio_path", str(audio), "--out_dir",
+                             str(tmp_path / "specs"), "--dump", "--jobs", "2", "--no_progress"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        own = cmdline(proc.pid)
+        while time.monotonic() < deadline and proc.poll() is None and len(workers) < 2:
+            # forked workers share the parent's command line (the SoX version check does not)
+            workers = [c for c in children(proc.pid) if cmdline(c) == own]
+            time.sleep(0.05)
+        assert len(workers) == 2 and proc.poll() is None, "the run ended before its workers were seen"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(running(w) for w in workers):
+            time.sleep(0.1)
+        assert not [w for w in workers if running(w)], "workers outlived their parent"
+    finally:
+        for w in workers:  # this test's own workers, should they have survived
+            if running(w):
+                os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+

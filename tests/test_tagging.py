@@ -248,3 +248,20 @@ def test_csv_rows_follow_the_inputs(band_bundle: Path, tmp_path: Path, monkeypat
     assert [r["label_1"] for r in rows] == ["low", "high", "low", "high"]
     lines = post.read_text().splitlines()
     assert len(lines) == 4 and '"probs": {"low": ' in lines[0]
+
+
+def test_paths_to_one_file_are_tagged_once(band_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    sf.write(tmp_path / "f.wav", low_clip(1.0), SR)
+    sf.write(tmp_path / "g.wav", high_clip(1.0), SR)
+    (tmp_path / "link.wav").symlink_to(tmp_path / "f.wav")
+    monkeypatch.chdir(tmp_path)
+    # F, F again, ./F, a link to F, and F once more inside its folder: one file, under its first spelling
+    paths = ["f.wav", "f.wav", "./f.wav", "link.wav", "g.wav", str(tmp_path), "gone.wav", "./gone.wav"]
+    out = tmp_path / "tags.csv"
+    assert tag(["--bundle", str(band_bundle), *paths, "--out", str(out)]) == 1
+    assert [r["path"] for r in read_csv(out)] == ["f.wav", "g.wav"]
+    captured = capsys.readouterr()
+    assert "tagged 2 of 3 file(s) (2 rows)" in captured.out
+    assert "; 7 path(s) named a file already listed, tagged once" in captured.out  # link.wav in the folder too
+    assert "1 of 3 file(s) could not be tagged" in captured.err and "  gone.wav: " in captured.err

@@ -1,15 +1,24 @@
 """Reading audio robustly, and the seed's SoX silence clipping.
 
-Every failure a single file can cause (missing, empty, corrupt, not audio, SoX refusing it) is raised as
-AudioError with the file's name in the message, so a batch run can report it in one line and go on.
+Every failure a single file can cause (missing, empty, too short, corrupt, not audio, SoX refusing it) is raised
+as AudioError with the file's name in the message, so a batch run can report it in one line and go on.
+
+libsndfile decodes every file, whatever its extension says (it reads the format from the header): a .wav that
+holds MP3 or FLAC is read as what it is. SoX only trims; it is handed the decoded samples, because it would pick
+its reader from the extension and refuse such a file ("WAVE: RIFF header not found").
 """
 
+import contextlib
 import functools
 import io
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +45,7 @@ _PIPE_FORMATS = {
     "DOUBLE": ("floating-point", 64, "DOUBLE"),
 }
 _DEFAULT_PIPE = _PIPE_FORMATS["PCM_16"]
-# the subtypes that can hold NaN/inf samples (integer PCM cannot)
-_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+_STDERR_LOCK = threading.RLock()  # decoder_messages redirects the process's fd 2, one thread at a time
 
 
 class AudioError(Exception):
@@ -49,31 +57,84 @@ class AudioWarning(UserWarning):
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
-    """Header of an audio file, or AudioError saying why there is none."""
+    """Header of an audio file long enough for a spectrogram, or AudioError saying why there is none."""
     path = Path(path)
-    if path.is_dir():  # "file not found" kept in the text: callers and tests match on it
-        raise AudioError(f"{path}: file not found (a folder, not an audio file)")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
     try:
-        info = sf.info(str(path))
+        with decoder_messages(path):
+            info = sf.info(str(path))
     except Exception as e:  # libsndfile reports junk and truncated headers in many ways
         raise AudioError(f"{path}: not a readable audio file ({_one_line(e)})") from None
-    if info.frames == 0:
-        raise AudioError(f"{path}: empty audio file (0 samples)")
+    check_length(path, info.frames, info.samplerate)
     return info
+
+
+@contextlib.contextmanager
+def decoder_messages(path: str | Path) -> Iterator[None]:
+    """libsndfile's MP3 decoder (libmpg123) prints its notes on odd files straight to the process's stderr, naming
+    no file ("Warning: Xing stream size off by more than 1%"): they are caught here and passed on as one
+    AudioWarning that names the file, which the scripts report with the file's other warnings. fd 2 belongs to
+    the whole process, so threads take turns."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as caught:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all (closed by a daemon): nothing to catch
+            saved = None
+        if saved is not None:
+            os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+        caught.seek(0)
+        text = caught.read().decode(errors="replace").split("\n")
+    notes = list(dict.fromkeys(line.strip() for line in text if line.strip()))  # each note once
+    if notes:
+        warnings.warn(f"{path}: the decoder says: {'; '.join(notes)}", AudioWarning, stacklevel=3)
+
+
+def min_samples(sr: int) -> int:
+    """The fewest samples at rate sr that resample to one whole spectrogram frame at 32 kHz (v1's n_fft, v2's
+    frame size): a shorter clip would be padded out past its end, and librosa warns about it."""
+    from utils.spectrogram import V1_PARAMS, V2_PARAMS  # a call-time import: utils.spectrogram imports this module
+
+    frame = max(V1_PARAMS["n_fft"], V2_PARAMS["frame_size"])
+    # resampling gives ceil(n * TARGET_SR / sr) samples (librosa.resample's length)
+    return (frame - 1) * sr // TARGET_SR + 1
+
+
+def check_length(path: str | Path, n: int, sr: int) -> None:
+    """AudioError unless n samples at rate sr are enough for a spectrogram."""
+    if n == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    need = min_samples(sr)
+    if n < need:
+        raise AudioError(f"{path}: too short to tag: {n} sample{'s' if n > 1 else ''} ({1000 * n / sr:.3g} ms at "
+                         f"{sr} Hz); a spectrogram needs at least {need} ({1000 * need / sr:.0f} ms)")
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """(samples, channels) float32 in [-1, 1], and the sample rate; like librosa.load before resampling."""
-    audio_info(path)
+    return _decode(path, audio_info(path), "float32")
+
+
+def _decode(path: str | Path, info: sf._SoundFileInfo, dtype: str) -> tuple[np.ndarray, int]:
+    """(samples, channels) as dtype and the rate; the decoded length is checked too, as a header can be wrong."""
     try:
-        signal, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with decoder_messages(path):
+            signal, sr = sf.read(str(path), dtype=dtype, always_2d=True)
     except Exception as e:
         raise AudioError(f"{path}: cannot decode audio ({_one_line(e)})") from None
-    if len(signal) == 0:
-        raise AudioError(f"{path}: empty audio file (0 samples)")
-    _check_finite(path, signal)
+    check_length(path, len(signal), sr)
+    if signal.dtype.kind == "f":
+        _check_finite(path, signal)
     return signal, sr
 
 
@@ -99,19 +160,26 @@ def sox_clip_silence(path: str | Path, sox_binary: str = "sox") -> tuple[np.ndar
     so the dither SoX adds when it writes 8/16-bit samples is the same on every run: outputs are
     reproducible, and equal to `sox -R in.wav tmp.wav <effects>` read back with soundfile.
     A clip that SoX trims to nothing comes back with zero samples; load_audio decides what to do then.
+
+    SoX reads the samples libsndfile decoded, as raw 32-bit integers for PCM (exactly SoX's own 32-bit samples
+    of a PCM file, so the output is what SoX makes of the file itself) and as doubles for the rest.
     """
     info = audio_info(path)
-    if info.subtype in _FLOAT_SUBTYPES:
-        read_audio(path)  # SoX silently turns NaN/inf into full-scale samples: read_audio refuses them first
     encoding, bits, raw_subtype = _PIPE_FORMATS.get(info.subtype, _DEFAULT_PIPE)
     if _which(sox_binary) is None:
         raise AudioError(f"{path}: the SoX binary '{sox_binary}' is not installed (apt-get install sox)")
+    pcm = info.subtype.startswith("PCM_")
+    # decoded here, NaN/inf are refused first: SoX would silently turn them into full-scale samples
+    samples, _ = _decode(path, info, "int32" if pcm else "float64")
     # norm and reverse spool the whole clip to temporary files: keep those in RAM where the system offers it
     temp = ["--temp", "/dev/shm"] if os.access("/dev/shm", os.W_OK) else []
-    cmd = [sox_binary, "-R", "-V1", *temp, str(path),
+    cmd = [sox_binary, "-R", "-V1", *temp,
+           "-t", "raw", "-e", "signed-integer" if pcm else "floating-point", "-b", str(32 if pcm else 64),
+           "-c", str(info.channels), "-r", str(info.samplerate), "-",
            "-t", "raw", "-e", encoding, "-b", str(bits), "-c", str(info.channels), "-",
            *SOX_EFFECTS]
-    proc = subprocess.run(cmd, capture_output=True)
+    # a memoryview, not .tobytes(): a long recording is not copied once more
+    proc = subprocess.run(cmd, input=memoryview(np.ascontiguousarray(samples)).cast("B"), capture_output=True)
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(f"{path}: sox failed ({msg[-1] if msg else f'exit status {proc.returncode}'})")
@@ -146,15 +214,17 @@ def resample(signal: np.ndarray, sr: int, target_sr: int = TARGET_SR) -> np.ndar
 def load_audio(path: str | Path, sr: int = TARGET_SR, preprocess: bool = True) -> np.ndarray:
     """Mono float32 signal at sr, silence-clipped by SoX unless preprocess is False.
 
-    A clip SoX trims to nothing (all silent, or quieter than its threshold throughout) keeps its unclipped
-    audio, with an AudioWarning, rather than becoming an empty spectrogram.
+    A clip SoX trims to nothing or to less than one spectrogram frame (all silent, or quieter than its threshold
+    nearly throughout) keeps its unclipped audio, with an AudioWarning, rather than becoming an empty or a
+    padded-out spectrogram.
     """
     signal = None
     if preprocess:
         signal, file_sr = sox_clip_silence(path)
-        if len(signal) == 0:
-            warnings.warn(f"{path}: SoX trimmed the whole clip as silence; keeping it unclipped",
-                          AudioWarning, stacklevel=2)
+        if len(signal) < min_samples(file_sr):
+            left = "the whole clip" if len(signal) == 0 else f"all but {len(signal)} samples of the clip"
+            warnings.warn(f"{path}: SoX trimmed {left} as silence; keeping it unclipped", AudioWarning,
+                          stacklevel=2)
             signal = None
     if signal is None:
         signal, file_sr = read_audio(path)

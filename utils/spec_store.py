@@ -2,7 +2,7 @@
 
 The per-clip `<stem>.npy` files stay the readable cache; the store is built from them automatically:
     <spec_dir>/store/frames-<id>.npy  float32 (total_frames, n_bins), the clips one after another
-    <spec_dir>/store/index.npz        stems, offsets, lengths, and each source .npy's size and mtime
+    <spec_dir>/store/index.npz        stems, offsets, lengths, and each source .npy's identity (file_identity)
 
 Frames are stored frame-major so the first max_len frames of a clip are one contiguous block: a process that
 clips to max_len touches only those pages. The pages live in the OS page cache, so the four fold processes of
@@ -58,18 +58,27 @@ class SpecStore:
         return self.frames[offset:offset + length].T
 
 
-def _sources(spec_dir: Path) -> dict[str, os.stat_result]:
-    return {p.stem: p.stat() for p in spec_dir.glob("*.npy")}
+IDENTITY_KEYS = ("sizes", "mtimes", "inodes", "ctimes")  # the index's arrays of file_identity, in its order
 
 
-def _is_current(index: dict[str, np.ndarray], sources: dict[str, os.stat_result]) -> bool:
-    if len(index["stems"]) != len(sources):
-        return False
-    for stem, size, mtime in zip(index["stems"], index["sizes"], index["mtimes"], strict=True):
-        st = sources.get(str(stem))
-        if st is None or st.st_size != size or st.st_mtime_ns != mtime:
-            return False
-    return True
+def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a cache that a file is still the one it recorded; the one rule of both caches (this store and
+    prepare_spectrograms.py's record of each clip's audio). Size and exact mtime change when a file is rewritten,
+    but cp -p, rsync -a, tar x and restored backups put other bytes under an old mtime, and os.utime sets any;
+    inode and ctime no copying tool can set: a new file gets a new inode and a ctime of now, a rewrite in place
+    (or a utime) moves the ctime to now. So all four must match."""
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+def _sources(spec_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    return {p.stem: file_identity(p.stat()) for p in spec_dir.glob("*.npy")}
+
+
+def _is_current(index: dict[str, np.ndarray], sources: dict[str, tuple[int, int, int, int]]) -> bool:
+    if len(index["stems"]) != len(sources) or any(k not in index for k in IDENTITY_KEYS):
+        return False  # an index without the identities (an older layout) is rebuilt
+    recorded = zip(*(index[k].tolist() for k in IDENTITY_KEYS), strict=True)
+    return all(sources.get(str(stem)) == tuple(ident) for stem, ident in zip(index["stems"], recorded, strict=True))
 
 
 def _read_index(store_dir: Path) -> dict[str, np.ndarray] | None:
@@ -91,7 +100,7 @@ def _locked(store_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build(spec_dir: Path, store_dir: Path, sources: dict[str, os.stat_result], progress: bool) -> None:
+def _build(spec_dir: Path, store_dir: Path, sources: dict[str, tuple[int, int, int, int]], progress: bool) -> None:
     stems = sorted(sources)
     shapes = []
     for stem in stems:  # headers only (a memory map reads nothing more): validate before writing anything
@@ -124,9 +133,11 @@ def _build(spec_dir: Path, store_dir: Path, sources: dict[str, os.stat_result], 
         del out
     atomic_write(store_dir / frames_name, write_frames)
 
+    # inode numbers can pass 2**63 (NFS, overlayfs): unsigned; times before 1970 are negative: signed
+    identities = {k: np.array([sources[s][i] for s in stems], dtype=np.uint64 if k == "inodes" else np.int64)
+                  for i, k in enumerate(IDENTITY_KEYS)}
     save_npz(store_dir / INDEX_NAME, frames=np.asarray(frames_name), stems=np.asarray(stems, dtype=str),
-             offsets=offsets, lengths=lengths, sizes=np.array([sources[s].st_size for s in stems], dtype=np.int64),
-             mtimes=np.array([sources[s].st_mtime_ns for s in stems], dtype=np.int64))
+             offsets=offsets, lengths=lengths, **identities)
     # Old frame files go; a process still mapping one keeps reading it until it exits (POSIX unlink).
     for old in store_dir.glob("frames-*.npy"):
         if old.name != frames_name:

@@ -31,11 +31,12 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from utils.audio import TARGET_SR, AudioError, audio_info, read_audio, resample, to_mono
+from utils.audio import TARGET_SR, AudioError, audio_info, decoder_messages, read_audio, resample, to_mono
 from utils.model_files import load_model_file, model_settings
 from utils.paths import REPO
 from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
+from utils.spectrogram_cache import end_with_parent
 
 BUNDLE_FORMAT = "fsdtag-bundle"
 BUNDLE_VERSION = 1
@@ -271,11 +272,13 @@ class Tagger:
 
     def tag_file(self, path: str | Path, segment: float | None = None, picture: bool = False) -> FileTags:
         """A file's FileTags: the whole file as one clip, or consecutive `segment`-second clips. Problems with
-        the file raise AudioError naming it; warnings (e.g. a clip SoX trims to nothing) are collected."""
-        info = audio_info(path)  # a folder, a broken link, an empty or unreadable file fail here, named
-        duration = info.frames / info.samplerate
+        the file raise AudioError naming it; warnings (e.g. a clip SoX trims to nothing, a decoder's note on an
+        odd MP3) are collected, each once."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # a folder, a broken link, an empty, too short or unreadable file fail here, named
+            info = audio_info(path)
+            duration = info.frames / info.samplerate
             if segment is None:  # straight from the file, exactly the offline path
                 probs = self.predict([file_spectrograms(path, self.features)])
                 tags = FileTags(str(path), np.zeros(1), np.array([duration]), probs, duration)
@@ -284,7 +287,7 @@ class Tagger:
                     tags.picture = plot_spectrogram(signal, sr, self.members[0].spec_version, PLOT_COLUMNS)
             else:
                 tags = self._tag_segments(path, info, segment, picture)
-        tags.warnings = [str(w.message) for w in caught]
+        tags.warnings = list(dict.fromkeys(str(w.message) for w in caught))
         return tags
 
     def _tag_segments(self, path: str | Path, info: Any, seconds: float, picture: bool) -> FileTags:
@@ -293,7 +296,8 @@ class Tagger:
         probs, pictures = [], []
         columns = max(1, PLOT_COLUMNS // len(bounds))
         try:
-            audio = sf.SoundFile(str(path))
+            with decoder_messages(path):
+                audio = sf.SoundFile(str(path))
         except Exception as e:
             raise AudioError(f"{path}: not a readable audio file ({e})") from None
         with audio:
@@ -313,8 +317,9 @@ class Tagger:
 
 def read_segment(audio: sf.SoundFile, path: str | Path, start: int, stop: int) -> np.ndarray:
     try:
-        audio.seek(start)
-        signal = audio.read(stop - start, dtype="float32", always_2d=True)
+        with decoder_messages(path):
+            audio.seek(start)
+            signal = audio.read(stop - start, dtype="float32", always_2d=True)
     except Exception as e:  # a file that is corrupt past its header
         raise AudioError(f"{path}: cannot decode audio at {start / audio.samplerate:.1f} s ({e})") from None
     if len(signal) == 0:
@@ -370,8 +375,10 @@ def tag_one(tagger: Tagger, path: str, segment: float | None, png: str | None) -
 _WORKER: dict[str, Tagger] = {}
 
 
-def init_worker(bundle: str, device: str | None, threads: int) -> None:
-    """A worker process: its own tagger, and its share of the cores (threads on top would oversubscribe them)."""
+def init_worker(bundle: str, device: str | None, threads: int, parent: int) -> None:
+    """A worker process: ends with its parent (the pid of tag_files.py), has its own tagger and its share of the
+    cores (threads on top would oversubscribe them)."""
+    end_with_parent(parent)
     torch.set_num_threads(threads)
     with contextlib.suppress(ImportError):
         from threadpoolctl import threadpool_limits

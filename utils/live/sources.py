@@ -7,6 +7,7 @@ play near full scale for predictions comparable to the training data."""
 
 import queue
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,12 @@ class FileSource:
 
         if speed < 0:
             raise ValueError(f"--speed must be >= 0, got {speed}")
-        x = load_audio(path, SAMPLE_RATE, preprocess=False)
+        # read as tag_files.py and prepare_spectrograms.py read it (AudioError: the file and why); warnings, such
+        # as a decoder's note on an odd MP3, are kept for the caller to print, each once
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x = load_audio(path, SAMPLE_RATE, preprocess=False)
+        self.warnings = list(dict.fromkeys(str(w.message) for w in caught))
         self.chain = None
         if room_seed is not None:
             from utils.demo.room import apply_chain, draw_chain
