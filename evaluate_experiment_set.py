@@ -136,7 +136,8 @@ def main(args: argparse.Namespace) -> None:
 
     print_cross_validation(cv_rows, folds)
     parts = LEADERBOARD_SETS if is_kaggle(test) else ("test acc", "test MAP@3")
-    print(f"\nTest set ({test_csv.name}; {'MAP@3 on the leaderboard parts' if is_kaggle(test) else 'scored whole'})")
+    how = "MAP@3 on the leaderboard parts" if is_kaggle(test) else "scored whole"
+    print(f"\nSummary on the test set ({test_csv.name}; {how})")
     print(f"{'model':32s} {'valid acc':>9s} " + " ".join(f"{p:>14s}" for p in parts))
     for name, figures in test_rows:
         label = f"{name} ({best[name]['tag']})" if name in best else name

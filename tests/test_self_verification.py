@@ -14,6 +14,7 @@ import train
 from run_experiment_set import main as run_set
 from run_experiment_set import parse_args as set_args
 from tests.conftest import demo_schedule_args
+from tests.helpers import write_train_csv
 from utils import paths
 from utils.dataset_csv import read_train_csv
 from utils.folds import load_folds
@@ -153,6 +154,7 @@ def test_self_verified_file_round_trips_through_train(demo_root, it0):
 
 
 def test_full_schedule_has_63_steps(tmp_path):
+    write_train_csv(tmp_path)
     steps = build_schedule(PRESETS["full"], "all", tmp_path, tmp_path)
     assert len(steps) == 63
     assert [s.name for s in steps[:4]] == ["pretrain_vgg_gap_spec2", "pretrain_vgg_gap_spec1_1",
@@ -163,7 +165,9 @@ def test_full_schedule_has_63_steps(tmp_path):
 
 
 def test_dry_run_prints_every_step(tmp_path, capsys):
-    run_set(set_args(["--experiment_set", "all", "--dry_run", "--exp_root", str(tmp_path)]))
+    write_train_csv(tmp_path / "data")
+    run_set(set_args(["--experiment_set", "all", "--dry_run", "--exp_root", str(tmp_path), "--data_root",
+                      str(tmp_path / "data")]))
     out = capsys.readouterr().out
     assert out.count("Running experiment (") == 63 and "Running experiment (63 / 63)" in out
     assert out.count("run_experiment.sh") == 33  # 3 pretrain + 30 fine-tune steps go through the fold runner

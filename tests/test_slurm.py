@@ -19,6 +19,7 @@ import pytest
 from run_experiment_set import main as run_set
 from run_experiment_set import parse_args as set_args
 from tests.conftest import demo_schedule_args
+from tests.helpers import write_train_csv
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 from utils import paths
 from utils.launch.schedule import PRESETS, build_schedule
@@ -74,8 +75,9 @@ def pretraining_files(exp: Path) -> set[str]:
 
 
 def test_dry_run_writes_the_whole_chain(tmp_path, capsys):
+    write_train_csv(tmp_path / "data")
     run_set(set_args(["--experiment_set", "all", "--preset", "demo", "--iterations", "1", "--launcher", "slurm",
-                      "--dry_run", "--exp_root", str(tmp_path)]))
+                      "--dry_run", "--exp_root", str(tmp_path), "--data_root", str(tmp_path / "data")]))
     out = capsys.readouterr().out
     names = ["pretrain_vgg_gap_demo", "pretrain_vgg_gap_demo_v2", "self_verify_vgg_gap_demo_it0",
              "finetune_vgg_gap_demo_it1", "self_verify_vgg_gap_demo_v2_it0", "finetune_vgg_gap_demo_v2_it1"]
@@ -90,6 +92,7 @@ def test_dry_run_writes_the_whole_chain(tmp_path, capsys):
 
 
 def test_options_default_gpu_site_and_cpu_override(tmp_path):
+    write_train_csv(tmp_path)
     step = build_schedule(PRESETS["demo"], "pretrain", tmp_path, tmp_path)[0]
     assert step_options(step, []) == {"gres": "gpu:1"}
     site = parse_sbatch_args("-p gpu --time 2:00:00 --exclusive")
