@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from utils.cli import add_threads_arg, check_threads, run_cli
+from utils.errors import InputError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,16 +59,16 @@ def check_args(args: argparse.Namespace) -> None:
 
     check_window(args.window)
     if args.predict_every_k < 1:
-        raise ValueError(f"--predict_every_k must be at least 1, got {args.predict_every_k}")
+        raise InputError(f"--predict_every_k must be at least 1, got {args.predict_every_k}")
     if args.speed < 0:
-        raise ValueError(f"--speed must be >= 0, got {args.speed}")
+        raise InputError(f"--speed must be >= 0, got {args.speed}")
     if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
+        raise InputError(f"--top must be at least 1, got {args.top}")
     check_threads(args.threads)
     if args.max_seconds is not None and args.max_seconds <= 0:
-        raise ValueError(f"--max_seconds must be > 0, got {args.max_seconds}")
+        raise InputError(f"--max_seconds must be > 0, got {args.max_seconds}")
     if args.room is not None and args.input is None:
-        raise ValueError("--room needs --input: a microphone already records a real room")
+        raise InputError("--room needs --input: a microphone already records a real room")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -82,14 +83,14 @@ def main(args: argparse.Namespace) -> int:
         print(list_devices())
         return 0
     if not args.model or not args.params:
-        raise ValueError("--model and --params are required (or --list_devices)")
+        raise InputError("--model and --params are required (or --list_devices)")
     check_args(args)
     # the source first: a missing microphone is reported before the model is loaded
     if args.input is not None:
         try:
             source = FileSource(args.input, speed=args.speed, normalize=not args.raw_level, room_seed=args.room)
         except AudioError as e:  # its message names the file; as ValueError run_cli prints it in one line
-            raise ValueError(f"--input {e}") from None
+            raise InputError(f"--input {e}") from None
         for w in source.warnings:
             print(f"warning: {w}", file=sys.stderr)
     else:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from utils import paths
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
+from utils.errors import InputError
 from utils.evaluation import (
     SETS,
     Results,
@@ -66,14 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     # checked before any file is read; 0 would otherwise fall back to the trained length unnoticed
     if args.max_len is not None and args.max_len < MIN_FRAMES:
-        raise ValueError(f"--max_len must be at least {MIN_FRAMES} frames (the network's smallest input), got "
+        raise InputError(f"--max_len must be at least {MIN_FRAMES} frames (the network's smallest input), got "
                          f"{args.max_len}; leave it out to use the length the model was trained with")
     set_threads(args.threads)
     exp_root, data_root = paths.exp_root(args.exp_root), paths.data_root(args.data_root)
     if args.params:
         params_file = Path(args.params)
     elif args.fold is None:
-        raise ValueError("give --fold (with --tag) or --params")
+        raise InputError("give --fold (with --tag) or --params")
     else:
         params_file = paths.params_path(exp_root, args.model, args.fold, args.tag)
 
@@ -82,17 +83,17 @@ def main(args: argparse.Namespace) -> None:
     # a model only makes sense on the spectrogram version it was trained on
     spec_dir = args.spec_dir or config["spec_dir"]
     if spec_dir != config["spec_dir"]:
-        raise ValueError(f"{params_file} was trained on {config['spec_dir']}, not {spec_dir}")
+        raise InputError(f"{params_file} was trained on {config['spec_dir']}, not {spec_dir}")
     fold = args.fold if args.fold is not None else config.get("fold")
     if args.set == "valid" and fold != config.get("fold"):
-        raise ValueError(f"{params_file} was trained for fold {config.get('fold')}; validating it on fold {fold} "
+        raise InputError(f"{params_file} was trained for fold {config.get('fold')}; validating it on fold {fold} "
                          "would score clips it trained on")
     clips = select_clips(data_root, args.set, spec_dir, fold, args.test_spec_dir)
     check_spec_folder(clips.spec_dir, config, params_file)  # e.g. a --test_spec_dir of the other version
     if not clips.fnames:
-        raise ValueError(f"set '{args.set}' has no clips in {clips.source}")
+        raise InputError(f"set '{args.set}' has no clips in {clips.source}")
     if clips.labels is None and not args.dump_results:
-        raise ValueError(f"--set test of {clips.source} has no labels to score (Kaggle's Ignored rows); add "
+        raise InputError(f"--set test of {clips.source} has no labels to score (Kaggle's Ignored rows); add "
                          "--dump_results to save the predictions, or score --set private_public")
     y_true = None if clips.labels is None else encode_labels(clips, classes)  # fail before predicting
 

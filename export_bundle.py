@@ -16,6 +16,7 @@ from pathlib import Path
 
 from utils import paths
 from utils.cli import run_cli
+from utils.errors import InputError
 from utils.launch.schedule import read_best_iterations
 from utils.tagging import bundle_member, make_bundle, save_bundle
 
@@ -40,19 +41,19 @@ def schedule_members(exp_root: Path) -> list[tuple[str, Path]]:
 
 def given_members(models: list[str], params: list[list[str]] | None) -> list[tuple[str, Path]]:
     if not params or len(params) != len(models):
-        raise ValueError(f"give one --params group after each --model ({len(models)} --model, "
+        raise InputError(f"give one --params group after each --model ({len(models)} --model, "
                          f"{len(params or [])} --params)")
     return [(model, Path(p)) for model, group in zip(models, params, strict=True) for p in group]
 
 
 def main(args: argparse.Namespace) -> None:
     if Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give the bundle's file name, e.g. "
+        raise InputError(f"--out {args.out} is a folder; give the bundle's file name, e.g. "
                          f"{Path(args.out) / 'bundle.pt'}")
     if args.model and args.exp_root:
-        raise ValueError("give --exp_root (the schedule's best iterations) or --model/--params, not both")
+        raise InputError("give --exp_root (the schedule's best iterations) or --model/--params, not both")
     if args.params and not args.model:
-        raise ValueError("--params needs a --model before it")
+        raise InputError("--params needs a --model before it")
     pairs = given_members(args.model, args.params) if args.model else schedule_members(paths.exp_root(args.exp_root))
     members = [bundle_member(model, params) for model, params in pairs]
     bundle = make_bundle(members)

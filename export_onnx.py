@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from utils.cli import run_cli
+from utils.errors import StepFailed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
         ref = torch.softmax(model(torch.from_numpy(x)[None, None]).double(), 1)[0].numpy()
     diff = float(np.abs(OnnxPredictor(out)(x) - ref).max())
     if diff > 1e-4:
-        raise RuntimeError(f"the ONNX model's posteriors differ from torch's by {diff:.1e}")
+        raise StepFailed(f"the ONNX model's posteriors differ from torch's by {diff:.1e}")
     print(f"wrote {out} ({len(config['classes'])} classes; posteriors within {diff:.1e} of torch)")
     return 0
 

@@ -15,6 +15,7 @@ import glob
 from pathlib import Path
 
 from utils.cli import run_cli
+from utils.errors import InputError, MissingFile
 from utils.evaluation import SETS, fuse, load_results, save_results
 
 GLOB_CHARS = set("*?[")
@@ -27,7 +28,7 @@ def expand(patterns: list[str]) -> list[list[str]]:
         if GLOB_CHARS & set(pattern):
             matches = sorted(glob.glob(pattern))
             if not matches:
-                raise FileNotFoundError(f"no file matches {pattern}")
+                raise MissingFile(f"no file matches {pattern}")
             groups.append(matches)
         else:
             groups.append([pattern])
@@ -38,7 +39,7 @@ def check_out(out: str) -> None:
     """Refuse an --out that cannot become the fused file before any result file is read."""
     path = Path(out)
     if path.is_dir():
-        raise ValueError(f"--out {out} is a folder; give the fused file's name, e.g. {path / 'fused.npz'}")
+        raise InputError(f"--out {out} is a folder; give the fused file's name, e.g. {path / 'fused.npz'}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,15 +64,15 @@ def main(args: argparse.Namespace) -> None:
     check_out(args.out)
     groups = expand(args.results)
     if args.weights is not None and len(args.weights) != len(groups):
-        raise ValueError(f"--weights needs one weight per RESULTS argument ({len(groups)}), got {len(args.weights)}")
+        raise InputError(f"--weights needs one weight per RESULTS argument ({len(groups)}), got {len(args.weights)}")
     files = [f for g in groups for f in g]
     weights = [w for g, w in zip(groups, args.weights or [1.0] * len(groups), strict=True) for _ in g]
     if len(set(map(str, map(Path.resolve, map(Path, files))))) != len(files):
-        raise ValueError("a result file is given twice (check overlapping patterns)")
+        raise InputError("a result file is given twice (check overlapping patterns)")
     results = [load_results(f) for f in files]
     for f, r in zip(files, results, strict=True):
         if r.set_name != args.set:
-            raise ValueError(f"{f} holds set '{r.set_name}', not '{args.set}'")
+            raise InputError(f"{f} holds set '{r.set_name}', not '{args.set}'")
     fused = fuse(results, files, weights)
     total = sum(weights)
     for f, w in zip(files, weights, strict=True):

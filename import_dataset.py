@@ -35,7 +35,7 @@ from pathlib import Path
 from utils import dataset_import as di
 from utils import paths
 from utils.cli import run_cli
-from utils.dataset_csv import DataError
+from utils.errors import DataError, InputError
 
 CSV_FLAGS = ("csv", "audio_path", "label_column", "fold_column", "verified_column", "split_column")
 
@@ -76,11 +76,11 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.layout == "csv":
         needed = [f"--{flag}" for flag in ("csv", "audio_path", "label_column") if getattr(args, flag) is None]
         if needed:
-            raise ValueError(f"the csv layout needs {', '.join(needed)}")
+            raise InputError(f"the csv layout needs {', '.join(needed)}")
     elif given:
-        raise ValueError(f"{given[0]} is for the csv layout, not {args.layout}")
+        raise InputError(f"{given[0]} is for the csv layout, not {args.layout}")
     if args.layout != "folders" and (args.test or args.exclude):
-        raise ValueError(f"{'--test' if args.test else '--exclude'} is for the folders layout, not {args.layout}")
+        raise InputError(f"{'--test' if args.test else '--exclude'} is for the folders layout, not {args.layout}")
 
 
 def read_source(args: argparse.Namespace, root: Path) -> di.Source:

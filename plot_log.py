@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from utils.cli import run_cli
+from utils.errors import InputError, MissingFile
 from utils.plots import has_display, plot_curves, pyplot, save_figure
 
 
@@ -25,7 +26,7 @@ def main(args: argparse.Namespace) -> None:
     for name in args.logs:
         path = Path(name)
         if not path.is_file():
-            raise FileNotFoundError(f"log {path} not found")
+            raise MissingFile(f"log {path} not found")
         histories.append(read_history(path, "acc" if args.acc else "loss"))
         labels.append(path.stem)
     fig = plot_curves(histories, labels, "acc" if args.acc else "loss", args.folds_avg)
@@ -44,16 +45,16 @@ def read_history(path: Path, metric: str) -> list[dict]:
     try:
         log = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON training log ({e}); {hint}") from None
+        raise InputError(f"{path}: not a JSON training log ({e}); {hint}") from None
     history = log.get("history") if isinstance(log, dict) else None
     if not isinstance(history, list):
-        raise ValueError(f"{path}: no \"history\" list of epochs, so not a training log; {hint}")
+        raise InputError(f"{path}: no \"history\" list of epochs, so not a training log; {hint}")
     if not history:
-        raise ValueError(f"{path} has no completed epoch yet")
+        raise InputError(f"{path} has no completed epoch yet")
     keys = ("epoch", f"train_{metric}", f"valid_{metric}")
     for n, row in enumerate(history, start=1):
         if not isinstance(row, dict) or any(not isinstance(row.get(k), int | float) for k in keys):
-            raise ValueError(f"{path}: epoch entry {n} of \"history\" lacks a number for one of "
+            raise InputError(f"{path}: epoch entry {n} of \"history\" lacks a number for one of "
                              f"{', '.join(keys)}; {hint}")
     return history
 

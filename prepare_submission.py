@@ -13,7 +13,8 @@ from pathlib import Path
 
 from utils import paths
 from utils.cli import run_cli
-from utils.dataset_csv import DataError, read_test_csv
+from utils.dataset_csv import read_test_csv
+from utils.errors import DataError
 from utils.evaluation import Results, load_results, write_submission
 
 

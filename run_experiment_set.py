@@ -23,6 +23,7 @@ import torch
 
 from utils import paths
 from utils.cli import run_cli
+from utils.errors import InputError
 from utils.folds import fold_numbers, load_folds
 from utils.launch.local import run_local
 from utils.launch.schedule import (
@@ -83,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     if stale and not args.status:
         step, diff = stale[0]
         if not args.redo:
-            raise ValueError(f"{step.name}: its outputs in {exp_root} were made with other settings "
+            raise InputError(f"{step.name}: its outputs in {exp_root} were made with other settings "
                              f"({'; '.join(diff)}); use a new --exp_root to keep them, or add --redo to retrain "
                              f"it and the later steps of its model")
         if not args.dry_run:

@@ -17,7 +17,8 @@ from scipy.special import softmax
 from utils import paths
 from utils.atomic import save_json, save_text
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
-from utils.dataset_csv import DataError, read_train_csv
+from utils.dataset_csv import read_train_csv
+from utils.errors import DataError, InputError
 from utils.folds import fold_numbers, has_unverified, load_folds, split_fold
 from utils.model_files import load_model_file, model_settings
 from utils.predict import check_spec_folder, load_trained_model, pick_device, predict_excerpts, predict_logits
@@ -66,7 +67,7 @@ def self_verify(args: argparse.Namespace) -> dict:
         model, config = load_trained_model(args.model, params)
         model.to(device)
         if classes is not None and config["classes"] != classes:
-            raise ValueError(f"{params} was trained on other classes than the other folds' models")
+            raise InputError(f"{params} was trained on other classes than the other folds' models")
         classes = config["classes"]
         _, _, held_out = split_fold(train, folds, fold)
         max_len = args.max_len or config["max_len"]
@@ -90,7 +91,7 @@ def self_verify(args: argparse.Namespace) -> dict:
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index.get(label, -1) for label in held_out["label"]])
     if (labels < 0).any():
-        raise ValueError(f"label {held_out['label'][labels < 0].iloc[0]!r} is not among the model's classes")
+        raise InputError(f"label {held_out['label'][labels < 0].iloc[0]!r} is not among the model's classes")
     mask = accept(labels, probs, args.top_probs_thresh, args.k_per_class)
     held_out["posterior"] = probs[np.arange(len(labels)), labels]
     held_out["accepted"] = mask

@@ -34,6 +34,7 @@ import numpy as np
 
 from utils.atomic import save_npz, save_text
 from utils.cli import check_threads, cpu_cores, run_cli, set_threads
+from utils.errors import InputError, MissingFile
 from utils.tagging import Failure, FileTags, Tagger, init_worker, tag_one, worker_tag
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
@@ -184,7 +185,7 @@ def save_posteriors(path: str, rows: list, classes: list[str]) -> None:
                                 for p, s, e, pr in rows))
         return
     if not path.endswith(".npz"):
-        raise ValueError(f"--posteriors {path}: give a .npz or .jsonl file name")
+        raise InputError(f"--posteriors {path}: give a .npz or .jsonl file name")
     arrays = {"paths": np.array([r[0] for r in rows], dtype=str), "start": np.array([r[1] for r in rows]),
               "end": np.array([r[2] for r in rows]), "classes": np.array(classes, dtype=str),
               "probs": np.array([r[3] for r in rows], dtype=np.float32).reshape(len(rows), len(classes))}
@@ -221,16 +222,16 @@ def report_problems(results: list[FileTags | Failure], max_seconds: float, segme
 
 def main(args: argparse.Namespace) -> int:
     if args.top_k < 1:
-        raise ValueError(f"--top_k must be at least 1, got {args.top_k}")
+        raise InputError(f"--top_k must be at least 1, got {args.top_k}")
     if args.segment is not None and args.segment <= 0:
-        raise ValueError(f"--segment must be a positive number of seconds, got {args.segment}")
+        raise InputError(f"--segment must be a positive number of seconds, got {args.segment}")
     if Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give the CSV's file name")
+        raise InputError(f"--out {args.out} is a folder; give the CSV's file name")
     check_threads(args.threads)
     tagger = Tagger.from_bundle(args.bundle, args.device)
     files, repeated = collect_inputs(args.paths)
     if not files:
-        raise FileNotFoundError(f"no audio files in {' '.join(args.paths)}")
+        raise MissingFile(f"no audio files in {' '.join(args.paths)}")
     plot_dir = Path(args.plot_dir or f"{Path(args.out).with_suffix('')}_plots")
     pngs = plot_names(files, plot_dir) if args.plot else [None] * len(files)
     if args.plot:

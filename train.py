@@ -31,11 +31,12 @@ from tqdm import tqdm
 from utils import paths
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
 from utils.dataset_csv import read_train_csv
+from utils.errors import InputError
 from utils.excerpt_source import excerpt_source
 from utils.fold_run import FoldRun, fold_rows
 from utils.folds import check_fold, fold_numbers, load_folds, split_fold
 from utils.labels import LabelEncoder
-from utils.model_files import load_model_file, model_settings
+from utils.model_files import build_network, load_model_file, model_settings
 from utils.predict import check_spec_folder, load_params, load_state
 from utils.spec_data import load_spectrograms
 from utils.training import (
@@ -104,20 +105,20 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         base_lr, epochs, decay_from = settings["lr"], settings["epochs"], settings["decay_from"]
         alpha = settings["mixup_alpha"]
     if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+        raise InputError(f"--epochs must be at least 1, got {args.epochs}")
     if args.epochs is not None:
         decay_from = round(decay_from * args.epochs / epochs)
         epochs = args.epochs
     if args.valid_batch_size is not None and args.valid_batch_size < 1:
-        raise ValueError(f"--valid_batch_size must be at least 1, got {args.valid_batch_size}")
+        raise InputError(f"--valid_batch_size must be at least 1, got {args.valid_batch_size}")
     train_on = args.train_on or ("verified" if args.fine_tune else "all")
     if args.max_len < settings["excerpt_len"]:
-        raise ValueError(f"--max_len {args.max_len} is shorter than the {settings['excerpt_len']}-frame training "
+        raise InputError(f"--max_len {args.max_len} is shorter than the {settings['excerpt_len']}-frame training "
                          "excerpts")
 
     rank, world, device = setup_distributed(args.device)
     if world > 1 and len(args.fold) > 1:
-        raise ValueError("under torchrun, train one fold per process group (--fold K)")
+        raise InputError("under torchrun, train one fold per process group (--fold K)")
     master = rank == 0
     set_threads(args.threads)
     if device.type == "cuda":
@@ -148,12 +149,12 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs = []
     for k, (train_part, valid) in parts.items():
         torch.manual_seed(args.seed)  # the same initial weights as this fold would get alone
-        model = module.build_model(n_classes=len(encoder)).to(device)
+        model = build_network(module, len(encoder)).to(device)
         if args.ini_params:
             ini_path = resolve_ini_params(args.ini_params, k, run_dir)
             ini = load_params(ini_path)
             if ini["config"]["classes"] != encoder.classes:
-                raise ValueError(f"{ini_path} was trained on other classes than {data_root / paths.TRAIN_CSV} lists")
+                raise InputError(f"{ini_path} was trained on other classes than {data_root / paths.TRAIN_CSV} lists")
             load_state(model, ini, ini_path, args.model)
         config = {**base_config, "fold": k, "n_train": len(train_part), "n_valid": len(valid)}
         runs.append(FoldRun(k, model, fold_rows(train_part, row_of), encoder.encode(train_part["label"]),
@@ -189,16 +190,17 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(args: argparse.Namespace) -> None:
     """Train, holding each fold's lock (under torchrun, rank 0 writes every file, so only it locks)."""
+    load_model_file(args.model)  # a model file that is not one fails before any data is read
     folds = load_folds(paths.data_root(args.data_root))
     if args.list_folds:
         print(" ".join(map(str, fold_numbers(folds))))
         return
     if not args.fold:
-        raise ValueError(f"give --fold K (or several), K in 1..{len(fold_numbers(folds))}")
+        raise InputError(f"give --fold K (or several), K in 1..{len(fold_numbers(folds))}")
     for fold in args.fold:
         check_fold(fold, folds)
     if len(set(args.fold)) != len(args.fold):
-        raise ValueError(f"--fold lists a fold twice: {args.fold}")
+        raise InputError(f"--fold lists a fold twice: {args.fold}")
     if int(os.environ.get("RANK", "0")) != 0:
         train(args)
         return

@@ -24,6 +24,7 @@ import scipy.special
 
 from utils import paths
 from utils.dataset_csv import read_train_csv
+from utils.errors import StepFailed
 from utils.metrics import map_at_k
 from utils.paths import REPO
 from utils.predict import load_trained_model, pick_device, predict_logits
@@ -52,7 +53,7 @@ def train_without(family: str, sources: pd.DataFrame, data_root: Path, exp: Path
         done = subprocess.run(["./run_experiment.sh", f"without_{family}", cmd], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL)
         if done.returncode != 0:
-            raise RuntimeError(f"training without {family} failed; see {exp / 'logs'}")
+            raise StepFailed(f"training without {family} failed; see {exp / 'logs'}")
     return [paths.params_path(exp, MODEL, k, "it0") for k in folds]
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import StepFailed
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +78,7 @@ def time_tagging(bundle: Path, folder: Path, jobs: int, out: Path) -> tuple[floa
     code = tag_files.main(tag_files.parse_args(["--bundle", str(bundle), str(folder), "--out", str(out),
                                                 "--jobs", str(jobs), "--no_progress"]))
     if code != 0:
-        raise RuntimeError(f"tag_files.py failed on {folder}")
+        raise StepFailed(f"tag_files.py failed on {folder}")
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from utils.errors import StepFailed
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts
 from utils.fold_run import FoldRun
 from utils.model_files import load_model_file, model_settings
@@ -238,7 +239,7 @@ def main() -> None:
              for k in range(1, args.folds + 1)]
     for p in procs:
         if p.stdout.readline().strip() != "ready":
-            raise RuntimeError("a fold process of section 3 failed before its timed steps")
+            raise StepFailed("a fold process of section 3 failed before its timed steps")
     for p in procs:  # all start their timed steps together
         p.stdin.write("go\n")
         p.stdin.flush()

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from utils.errors import FsdtagError
+
 # How a full disk shows when the writer does not pass errno on: numpy's tofile ("4096 requested and 0
 # written"), torch's zip writer ("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598",
 # "PytorchStreamWriter failed writing file data/0: file write failed"), or the strerror text itself.
@@ -24,7 +26,7 @@ _DISK_FULL_TEXT = re.compile(r"\d+ requested and \d+ written|unexpected pos \d+|
                              r"|No space left on device|Disk quota exceeded")
 
 
-class WriteError(OSError):
+class WriteError(FsdtagError, OSError):
     """An output could not be written for a reason the user must fix; the message names the file and what to do.
     An OSError, so code that handles I/O failures still does; run_cli prints it as one line."""
 
@@ -66,7 +68,7 @@ def _create_temp(path: Path) -> str:
         if _is_disk_full(e):  # no free inode, or the quota is reached
             raise WriteError(_disk_full_message(path, e)) from e
         raise
-    raise FileExistsError(f"cannot find a free temporary name next to {path}")
+    raise WriteError(f"cannot find a free temporary name next to {path}")
 
 
 def _is_disk_full(e: BaseException) -> bool:

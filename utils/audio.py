@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from utils.errors import FsdtagError
+
 TARGET_SR = 32000
 
 # The seed's exact chain: normalise, cut leading silence, normalise again, then cut trailing silence by
@@ -48,7 +50,7 @@ _DEFAULT_PIPE = _PIPE_FORMATS["PCM_16"]
 _STDERR_LOCK = threading.RLock()  # decoder_messages redirects the process's fd 2, one thread at a time
 
 
-class AudioError(Exception):
+class AudioError(FsdtagError):
     """A file that cannot be turned into a signal; the message names the file."""
 
 

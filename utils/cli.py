@@ -3,11 +3,13 @@
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
-from utils.atomic import WriteError
-from utils.dataset_csv import DataError
+from utils.errors import FsdtagError, InputError, UserCodeError
 from utils.paths import add_root_args
+
+DEBUG_ENV = "FSDTAG_DEBUG"  # set to 1: tracebacks for the project's own errors too
 
 
 def add_model_args(parser: argparse.ArgumentParser, spec_dir_required: bool = True,
@@ -34,7 +36,7 @@ def add_threads_arg(parser: argparse._ActionsContainer, default: int, why: str) 
 def check_threads(threads: int | None) -> None:
     """Before any work starts: a bad --threads would otherwise surface inside torch or a worker process."""
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {threads}")
+        raise InputError(f"--threads must be at least 1, got {threads}")
 
 
 def set_threads(threads: int) -> None:
@@ -50,12 +52,21 @@ def cpu_cores() -> int:
 
 
 def run_cli(main: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> None:
-    """Run a script's main; expected failures (bad input, missing files, an output that cannot be written) end
-    with one line, not a traceback."""
+    """Run a script's main. What the project checks (utils.errors.FsdtagError: bad input, flags, missing files, an
+    output that cannot be written) ends with one line, or with its traceback under FSDTAG_DEBUG=1; a researcher's
+    model file that raises gets one line naming the file, then its own traceback; anything else is a bug and keeps
+    Python's traceback."""
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         code = main(args)
-    except (DataError, WriteError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+    except FsdtagError as e:
+        if debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except UserCodeError as e:
+        print(f"error: {e}; its traceback:", file=sys.stderr)
+        traceback.print_exception(e.__cause__, file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

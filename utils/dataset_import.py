@@ -19,8 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from utils import paths
-from utils.atomic import save_text
-from utils.dataset_csv import KAGGLE_TEST_CSV, DataError, read_test_csv, read_train_csv
+from utils.atomic import WriteError, save_text
+from utils.dataset_csv import KAGGLE_TEST_CSV, read_test_csv, read_train_csv
+from utils.errors import DataError
 from utils.folds import DEFAULT_N_FOLDS, make_folds
 from utils.labels import FSDKAGGLE2018_CLASSES
 from utils.spectrogram_cache import AUDIO_EXTENSIONS
@@ -484,8 +485,8 @@ def write_data_root(plan: Plan, out: Path) -> Counter:
         try:
             os.rename(tmp, out)  # atomic; replaces out where it is an empty folder
         except OSError as e:
-            raise FileExistsError(f"cannot move the import into {out} ({e.strerror}); was it filled meanwhile?"
-                                  ) from None
+            raise WriteError(f"cannot move the import into {out} ({e.strerror}); was it filled meanwhile?"
+                             ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -26,7 +26,8 @@ from torch import nn
 
 from utils import paths
 from utils.atomic import save_npz, save_text
-from utils.dataset_csv import DataError, is_kaggle, read_test_csv, read_train_csv
+from utils.dataset_csv import is_kaggle, read_test_csv, read_train_csv
+from utils.errors import DataError, InputError, MissingFile
 from utils.folds import load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.metrics import confusion_matrix, format_report, per_class_scores, top_k
@@ -67,7 +68,7 @@ class Results:
 
 def check_set(set_name: str) -> None:
     if set_name not in SETS:
-        raise ValueError(f"unknown set {set_name!r}; choose one of {', '.join(SETS)}")
+        raise InputError(f"unknown set {set_name!r}; choose one of {', '.join(SETS)}")
 
 
 def select_clips(data_root: str | Path, set_name: str, spec_dir: str, fold: int | None = None,
@@ -79,7 +80,7 @@ def select_clips(data_root: str | Path, set_name: str, spec_dir: str, fold: int 
     data_root = Path(data_root)
     if set_name == "valid":
         if fold is None:
-            raise ValueError("--set valid needs --fold")
+            raise InputError("--set valid needs --fold")
         source = data_root / "train.csv"
         _, valid, _ = split_fold(read_train_csv(source), load_folds(data_root), fold)
         return ClipSet(list(valid["fname"]), list(valid["label"]), data_root / spec_dir, source)
@@ -90,7 +91,7 @@ def select_clips(data_root: str | Path, set_name: str, spec_dir: str, fold: int 
     df = read_test_csv(source)
     if set_name in LEADERBOARD_SETS:
         if not is_kaggle(df):
-            raise ValueError(f"set '{set_name}' is a part of Kaggle's leaderboard, but {source} is a plain test "
+            raise InputError(f"set '{set_name}' is a part of Kaggle's leaderboard, but {source} is a plain test "
                              "split, scored whole: use --set test")
         df = df[df["usage"].isin(USAGES_OF_SET[set_name])]
     labels = None if set_name == "test" and is_kaggle(df) else list(df["label"])
@@ -101,7 +102,7 @@ def encode_labels(clips: ClipSet, classes: Sequence[str]) -> np.ndarray:
     try:
         return LabelEncoder(classes).encode(clips.labels)
     except ValueError as e:
-        raise ValueError(f"{clips.source}: {e}; the model cannot be scored on these clips") from None
+        raise InputError(f"{clips.source}: {e}; the model cannot be scored on these clips") from None
 
 
 def class_prior(train_csv: str | Path, classes: Sequence[str]) -> np.ndarray:
@@ -165,35 +166,35 @@ def save_results(path: str | Path, results: Results) -> None:
 def load_results(path: str | Path) -> Results:
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"result file {path} is a folder; give the .npz file (or a glob pattern)")
+        raise InputError(f"result file {path} is a folder; give the .npz file (or a glob pattern)")
     if not path.is_file():
-        raise FileNotFoundError(f"result file {path} not found")
+        raise MissingFile(f"result file {path} not found")
     redo = "write it again with eval.py --dump_results or fusion.py"
     if path.stat().st_size == 0:  # np.load's EOFError would say nothing of the file
-        raise ValueError(f"{path}: empty file, not a result file; {redo}")
+        raise InputError(f"{path}: empty file, not a result file; {redo}")
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # ValueError: neither .npz nor .npy, or a pickle
-        raise ValueError(f"{path}: not a result file (not an .npz, or truncated); {redo}") from None
+        raise InputError(f"{path}: not a result file (not an .npz, or truncated); {redo}") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: a single array, not a result file (.npz)")
+        raise InputError(f"{path}: a single array, not a result file (.npz)")
     with z:
         missing = [k for k in RESULT_KEYS if k not in z.files]
         if missing:
-            raise ValueError(f"{path}: not a result file (missing {', '.join(missing)}); {redo}")
+            raise InputError(f"{path}: not a result file (missing {', '.join(missing)}); {redo}")
         try:
             data = {k: z[k] for k in RESULT_KEYS}
             missing = z["missing"] if "missing" in z.files else None
         except ValueError as e:  # object arrays would need pickle
-            raise ValueError(f"{path}: unreadable result file ({e}); {redo}") from None
+            raise InputError(f"{path}: unreadable result file ({e}); {redo}") from None
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a member cut short or overwritten
-            raise ValueError(f"{path}: truncated or corrupt result file ({type(e).__name__}: {e}); {redo}"
+            raise InputError(f"{path}: truncated or corrupt result file ({type(e).__name__}: {e}); {redo}"
                              ) from None
     for key in ("fnames", "classes", "set"):
         if data[key].dtype.kind != "U":
-            raise ValueError(f"{path}: '{key}' must hold strings, got dtype {data[key].dtype}")
+            raise InputError(f"{path}: '{key}' must hold strings, got dtype {data[key].dtype}")
     if missing is not None and (missing.dtype != bool or missing.shape != data["fnames"].shape):
-        raise ValueError(f"{path}: 'missing' must be one bool per clip, got {missing.dtype} {missing.shape}")
+        raise InputError(f"{path}: 'missing' must be one bool per clip, got {missing.dtype} {missing.shape}")
     results = Results(data["fnames"], [str(c) for c in data["classes"]], data["probs"], str(data["set"]), missing)
     check_results(results, str(path))
     return results
@@ -202,16 +203,16 @@ def load_results(path: str | Path) -> Results:
 def check_results(results: Results, where: str) -> None:
     probs = np.asarray(results.probs)
     if probs.ndim != 2 or probs.shape != (len(results.fnames), len(results.classes)):
-        raise ValueError(f"{where}: probs shape {probs.shape} does not match {len(results.fnames)} clips x "
+        raise InputError(f"{where}: probs shape {probs.shape} does not match {len(results.fnames)} clips x "
                          f"{len(results.classes)} classes")
     if len(results.fnames) == 0:
-        raise ValueError(f"{where}: no clips")
+        raise InputError(f"{where}: no clips")
     if not np.isfinite(probs).all():
-        raise ValueError(f"{where}: probs contain NaN or infinite values")
+        raise InputError(f"{where}: probs contain NaN or infinite values")
     if len(set(np.asarray(results.fnames).tolist())) != len(results.fnames):
-        raise ValueError(f"{where}: duplicated fnames")
+        raise InputError(f"{where}: duplicated fnames")
     if len(set(results.classes)) != len(results.classes):
-        raise ValueError(f"{where}: duplicated class names")
+        raise InputError(f"{where}: duplicated class names")
     check_set(results.set_name)
 
 
@@ -220,22 +221,22 @@ def fuse(results: Sequence[Results], names: Sequence[str], weights: Sequence[flo
     same classes in the same order and the same set: anything else means they were not made for each
     other, and silently reordering would hide that."""
     if not results:
-        raise ValueError("no result files to fuse")
+        raise InputError("no result files to fuse")
     weights = np.ones(len(results)) if weights is None else np.asarray(weights, dtype=np.float64)
     if len(weights) != len(results) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"need {len(results)} non-negative weights with a positive sum, got {list(weights)}")
+        raise InputError(f"need {len(results)} non-negative weights with a positive sum, got {list(weights)}")
     ref, ref_name = results[0], names[0]
     for r, name in zip(results[1:], names[1:], strict=True):
         if r.set_name != ref.set_name:
-            raise ValueError(f"{name} holds set '{r.set_name}' but {ref_name} holds '{ref.set_name}'")
+            raise InputError(f"{name} holds set '{r.set_name}' but {ref_name} holds '{ref.set_name}'")
         if list(r.classes) != list(ref.classes):
             how = "in another order" if sorted(r.classes) == sorted(ref.classes) else "a different class list"
-            raise ValueError(f"{name} and {ref_name} differ in classes ({how}); they cannot be averaged")
+            raise InputError(f"{name} and {ref_name} differ in classes ({how}); they cannot be averaged")
         fnames, ref_fnames = np.asarray(r.fnames).tolist(), np.asarray(ref.fnames).tolist()
         if fnames != ref_fnames:
             how = ("the same clips in another order" if sorted(fnames) == sorted(ref_fnames)
                    else "different clips")
-            raise ValueError(f"{name} and {ref_name} hold {how}; they cannot be averaged")
+            raise InputError(f"{name} and {ref_name} hold {how}; they cannot be averaged")
     weights = weights / weights.sum()
     probs = sum(w * r.probs.astype(np.float64) for w, r in zip(weights, results, strict=True))
     # a clip any member filled with the prior is marked: its fused posterior is (partly) a guess
@@ -248,7 +249,7 @@ def fuse(results: Sequence[Results], names: Sequence[str], weights: Sequence[flo
 def submission_text(results: Results) -> str:
     """fname,label with the top 3 labels per clip, most likely first, separated by spaces."""
     if len(results.classes) < TOP_K:
-        raise ValueError(f"a submission lists {TOP_K} labels per clip, but the predictions have only "
+        raise InputError(f"a submission lists {TOP_K} labels per clip, but the predictions have only "
                          f"{len(results.classes)} classes")
     ranked = top_k(results.probs, TOP_K)
     buf = io.StringIO()
@@ -324,7 +325,7 @@ def score_submission(sub: dict[str, list[str]], data_root: str | Path, set_name:
     a label that is not a class name gets the index of NOT_A_CLASS, a miss. The submission must cover every clip
     of the set and name no clip the test CSV does not list; Ignored clips may be listed or not."""
     if set_name not in LEADERBOARD_SETS:
-        raise ValueError(f"a submission is scored on {', '.join(LEADERBOARD_SETS)}, not {set_name!r}")
+        raise InputError(f"a submission is scored on {', '.join(LEADERBOARD_SETS)}, not {set_name!r}")
     source = Path(data_root) / paths.KAGGLE_TEST_CSV
     if not source.is_file():
         raise DataError(f"{source}: file not found; a submission is scored on Kaggle's test split")

@@ -18,6 +18,7 @@ from torch import nn
 
 from utils import paths
 from utils.atomic import save_json, save_torch
+from utils.errors import InputError
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts, to_device
 from utils.training import (
     AMP_DTYPES,
@@ -68,7 +69,7 @@ class FoldRun:
         ckpt = torch.load(self.ckpt_file, map_location=self.device, weights_only=True)
         differences = resume_differences(ckpt["config"], self.config)
         if differences:
-            raise ValueError(f"{self.ckpt_file} was written by a run with other settings ({'; '.join(differences)}); "
+            raise InputError(f"{self.ckpt_file} was written by a run with other settings ({'; '.join(differences)}); "
                              f"use another --exp_root or --tag to keep both, or delete it to start this run over")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

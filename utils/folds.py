@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from utils.atomic import save_text
-from utils.dataset_csv import DataError, read_train_csv
+from utils.dataset_csv import read_train_csv
+from utils.errors import DataError, InputError
 
 DEFAULT_N_FOLDS = 4  # the writeup's split, made where a data set brings no folds of its own
 FOLDS_SEED = 4711
@@ -108,7 +109,7 @@ def has_unverified(folds: pd.DataFrame) -> bool:
 def check_fold(fold: int, folds: pd.DataFrame) -> None:
     k = int(folds["fold"].max())
     if not 1 <= fold <= k:
-        raise ValueError(f"--fold must be in 1..{k} (the data root's folds.csv has {k} folds), got {fold}")
+        raise InputError(f"--fold must be in 1..{k} (the data root's folds.csv has {k} folds), got {fold}")
 
 
 def split_fold(train: pd.DataFrame, folds: pd.DataFrame, fold: int, verified_only: bool = False

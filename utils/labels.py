@@ -5,6 +5,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from utils.errors import InputError
+
 FSDKAGGLE2018_CLASSES = (
     "Acoustic_guitar", "Applause", "Bark", "Bass_drum", "Burping_or_eructation", "Bus", "Cello", "Chime",
     "Clarinet", "Computer_keyboard", "Cough", "Cowbell", "Double_bass", "Drawer_open_or_close",
@@ -22,11 +24,11 @@ class LabelEncoder:
     def __init__(self, classes: Sequence[str]):
         empty = [c for c in classes if not str(c).strip()]
         if empty:
-            raise ValueError("a class name is empty")
+            raise InputError("a class name is empty")
         if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes, got {len(classes)}: {', '.join(map(repr, classes))}")
+            raise InputError(f"need at least 2 classes, got {len(classes)}: {', '.join(map(repr, classes))}")
         if len(set(classes)) != len(classes):
-            raise ValueError("duplicated class names")
+            raise InputError("duplicated class names")
         self.classes = list(classes)
         self._index = {c: i for i, c in enumerate(self.classes)}
 
@@ -41,7 +43,7 @@ class LabelEncoder:
         try:
             return np.array([self._index[label] for label in labels], dtype=np.int64)
         except KeyError as e:
-            raise ValueError(f"label {e.args[0]!r} is not among this model's {len(self)} classes") from None
+            raise InputError(f"label {e.args[0]!r} is not among this model's {len(self)} classes") from None
 
     def decode(self, indices: Iterable[int]) -> list[str]:
         return [self.classes[int(i)] for i in indices]

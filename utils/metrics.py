@@ -9,13 +9,15 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn import metrics
 
+from utils.errors import InputError
+
 
 def top_k(scores: np.ndarray, k: int = 3) -> np.ndarray:
     """(N, k) class indices of the k highest scores per row, highest first. Ties go to the lower class
     index (stable sort), so the same scores always give the same ranking and the same submission."""
     scores = np.asarray(scores)
     if scores.ndim != 2:
-        raise ValueError(f"scores must be (N, n_classes), got shape {scores.shape}")
+        raise InputError(f"scores must be (N, n_classes), got shape {scores.shape}")
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
@@ -25,9 +27,9 @@ def map_at_k_ranked(y_true: np.ndarray, ranked: np.ndarray, k: int = 3) -> float
     y_true = np.asarray(y_true)
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or len(ranked) != len(y_true):
-        raise ValueError(f"ranked must be (N, >=1) for {len(y_true)} labels, got shape {ranked.shape}")
+        raise InputError(f"ranked must be (N, >=1) for {len(y_true)} labels, got shape {ranked.shape}")
     if len(y_true) == 0:
-        raise ValueError("MAP@k of an empty set is undefined")
+        raise InputError("MAP@k of an empty set is undefined")
     hits = ranked[:, :k] == y_true[:, None]
     # argmax finds the first hit; rows without a hit score 0
     first = hits.argmax(axis=1)
@@ -64,7 +66,7 @@ def _labels(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarra
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         y = np.asarray(y)
         if len(y) and (y.min() < 0 or y.max() >= n_classes):
-            raise ValueError(f"{name} holds labels outside 0..{n_classes - 1}: {y.min()}..{y.max()}")
+            raise InputError(f"{name} holds labels outside 0..{n_classes - 1}: {y.min()}..{y.max()}")
     return np.arange(n_classes)
 
 

@@ -5,6 +5,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from torch import nn
+
+from utils.errors import InputError, MissingFile, UserCodeError
+
 # The writeup's training settings; a model file's SETTINGS override only what differs.
 SHARED_SETTINGS: dict[str, Any] = {
     "spec_version": 1,
@@ -33,21 +37,42 @@ DEMO_SETTINGS: dict[str, Any] = {
 
 
 def load_model_file(path: str | Path) -> ModuleType:
-    """Import a model file by path (no exec, no sys.path edits) and check its contract."""
+    """Import a model file by path (no exec, no sys.path edits) and check its contract. A file that is not Python
+    is refused in one line; one that raises while imported is the researcher's own code: UserCodeError."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"model file {path} is a folder; give a models/<variant>.py file")
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} not found")
+        raise MissingFile(f"model file {path} not found")
+    if path.suffix != ".py":
+        raise InputError(f"model file {path} is not a Python file (.py); give a models/<variant>.py file")
     spec = importlib.util.spec_from_file_location(f"fsdtag_model_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise UserCodeError(f"model file {path} raised {type(e).__name__} while being imported") from e
     if not callable(getattr(module, "build_model", None)):
-        raise ValueError(f"model file {path} defines no build_model(n_classes) function")
+        raise InputError(f"model file {path} defines no build_model(n_classes) function")
     return module
+
+
+def build_network(module: ModuleType, n_classes: int) -> nn.Module:
+    """A model file's network; a build_model that raises, or returns no torch module, is the researcher's code."""
+    try:
+        network = module.build_model(n_classes=n_classes)
+    except Exception as e:
+        raise UserCodeError(f"model file {module.__file__}: build_model(n_classes={n_classes}) raised "
+                            f"{type(e).__name__}") from e
+    if not isinstance(network, nn.Module):
+        raise InputError(f"model file {module.__file__}: build_model returned {type(network).__name__}, not a "
+                         "torch.nn.Module")
+    return network
 
 
 def model_settings(module: ModuleType) -> dict[str, Any]:
     own = getattr(module, "SETTINGS", {})
     unknown = sorted(set(own) - set(SHARED_SETTINGS))
     if unknown:
-        raise ValueError(f"{module.__name__}: unknown setting(s) {', '.join(unknown)}")
+        raise InputError(f"{module.__name__}: unknown setting(s) {', '.join(unknown)}")
     return {**SHARED_SETTINGS, **own}

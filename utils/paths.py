@@ -5,7 +5,8 @@ import os
 import re
 from pathlib import Path
 
-from utils.dataset_csv import KAGGLE_TEST_CSV, DataError
+from utils.dataset_csv import KAGGLE_TEST_CSV
+from utils.errors import DataError, InputError
 
 DATA_ROOT_ENV = "FSDTAG_DATA_ROOT"
 TRAIN_CSV = "train.csv"  # the dataset's own labels, always read from the data root
@@ -54,7 +55,7 @@ def test_spec_dir(train_spec_dir: str) -> str:
     """specs_train_<features> -> specs_test_<features>."""
     match = _TRAIN_SPEC_DIR.fullmatch(Path(train_spec_dir).name)
     if match is None or Path(train_spec_dir).name != train_spec_dir:
-        raise ValueError(f"--spec_dir {train_spec_dir!r} is not named specs_train_<features>, so the test set's "
+        raise InputError(f"--spec_dir {train_spec_dir!r} is not named specs_train_<features>, so the test set's "
                          "spectrogram folder cannot follow from it; pass --test_spec_dir")
     return f"specs_test_{match.group(1)}"
 
@@ -63,7 +64,7 @@ def plain_name(value: str, what: str) -> str:
     """A name that becomes part of a file name (a tag, a model's name): refused unless it is a plain name, so that
     no output can land outside its folder (--tag ../../x) or two outputs in one file."""
     if not value or value in (".", "..") or any(c in value for c in "/\\\0") or value != value.strip():
-        raise ValueError(f"{what} {value!r} is not a plain name (no '/', '\\', '..' or surrounding spaces): it "
+        raise InputError(f"{what} {value!r} is not a plain name (no '/', '\\', '..' or surrounding spaces): it "
                          "names output files")
     return value
 

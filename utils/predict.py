@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.model_files import load_model_file, model_settings
+from utils.errors import InputError, MissingFile, StepFailed
+from utils.model_files import build_network, load_model_file, model_settings
 from utils.spec_data import batch_excerpts, batch_whole
 
 # must equal utils.spectrogram_cache.MANIFEST_NAME; not imported from there, which pulls in plotting and audio
@@ -21,7 +22,7 @@ PAIRING_KEYS = ("spec_version", "preprocessing")
 def pick_device(name: str | None = None) -> torch.device:
     if name:
         if name.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda asked for, but CUDA is not available")
+            raise StepFailed("--device cuda asked for, but CUDA is not available")
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -72,20 +73,31 @@ def load_params(path: str | Path) -> dict[str, Any]:
     errors name no file, and for weights_only they even advise unsafe loading, which is never the fix here."""
     path = Path(path)
     if path.is_dir():
-        raise FileNotFoundError(f"parameter file {path} is a folder, not a file")
+        raise MissingFile(f"parameter file {path} is a folder, not a file")
     if not path.is_file():
-        raise FileNotFoundError(f"parameter file {path} not found")
+        raise MissingFile(f"parameter file {path} not found")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path} is not a readable fsdtag parameter file (empty file)")
+        raise InputError(f"{path} is not a readable fsdtag parameter file (empty file)")
     try:
         params = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError (zip), ...: torch has no single error type
-        raise ValueError(f"{path} is not a readable fsdtag parameter file (truncated or corrupt: "
-                         f"{type(e).__name__})") from None
+        raise InputError(f"{path} is not a readable fsdtag parameter file ({torch_load_error(e)})") from None
     if (not isinstance(params, dict) or "state_dict" not in params or not isinstance(params.get("config"), dict)
             or "classes" not in params["config"]):
-        raise ValueError(f"{path} is not an fsdtag parameter file (no state_dict, config and class list)")
+        raise InputError(f"{path} is not an fsdtag parameter file (no state_dict, config and class list)")
     return params
+
+
+def torch_load_error(e: Exception) -> str:
+    """What torch.load said, in one line: for a weights_only refusal its reason (the object it would not
+    unpickle), not its advice to load unsafely, which is never the fix for an fsdtag file."""
+    text = str(e)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].split(" Please", 1)[0].strip()
+            return f"torch refused it under weights_only=True: {reason} It holds pickled objects; fsdtag files never do"
+    first = text.strip().splitlines()[0].split(". ", 1)[0] if text.strip() else ""
+    return f"truncated or corrupt: {type(e).__name__}" + (f": {first}" if first else "")
 
 
 def check_pairing(config: dict[str, Any], params_file: str | Path, model_file: str | Path,
@@ -101,7 +113,7 @@ def check_pairing(config: dict[str, Any], params_file: str | Path, model_file: s
         settings = model_settings(load_model_file(model_file))
     for key in PAIRING_KEYS:
         if key in trained and trained[key] != settings[key]:
-            raise ValueError(f"{params_file} was trained with {describe_features(trained)}, but {model_file} "
+            raise InputError(f"{params_file} was trained with {describe_features(trained)}, but {model_file} "
                              f"uses {describe_features(settings)}; pick the model file the params were trained "
                              f"with ({config.get('model', 'see its config')})")
 
@@ -126,14 +138,14 @@ def check_spec_folder(spec_dir: str | Path, config: dict[str, Any], params_file:
     try:
         manifest = json.loads(manifest_file.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{manifest_file}: unreadable manifest ({e})") from None
+        raise InputError(f"{manifest_file}: unreadable manifest ({e})") from None
     if not isinstance(manifest, dict):
-        raise ValueError(f"{manifest_file}: not a spectrogram manifest")
+        raise InputError(f"{manifest_file}: not a spectrogram manifest")
     made = {"spec_version": manifest.get("spec_version"),
             "preprocessing": (manifest.get("preprocessing") or {}).get("sox_silence_clipping")}
     for key in PAIRING_KEYS:
         if key in trained and made[key] is not None and made[key] != trained[key]:
-            raise ValueError(f"{spec_dir} holds {describe_features(made)} (its {MANIFEST_NAME}), but {params_file} "
+            raise InputError(f"{spec_dir} holds {describe_features(made)} (its {MANIFEST_NAME}), but {params_file} "
                              f"was trained on {describe_features(trained)}")
 
 
@@ -144,7 +156,7 @@ def load_state(model: nn.Module, params: dict[str, Any], params_file: str | Path
     try:
         model.load_state_dict(params["state_dict"])
     except RuntimeError as e:
-        raise ValueError(f"{params_file} does not fit {model_file} (another architecture?): "
+        raise InputError(f"{params_file} does not fit {model_file} (another architecture?): "
                          f"{str(e).splitlines()[0]}") from None
 
 
@@ -153,6 +165,6 @@ def load_trained_model(model_file: str | Path, params_file: str | Path) -> tuple
     load_state: features and architecture)."""
     params = load_params(params_file)
     module = load_model_file(model_file)
-    model = module.build_model(n_classes=len(params["config"]["classes"]))
+    model = build_network(module, len(params["config"]["classes"]))
     load_state(model, params, params_file, model_file)
     return model, params["config"]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from utils import paths
+from utils.errors import InputError
 
 # Excerpts of several clips per forward pass on a GPU (5 clips of 25): one clip's 25 leave a GPU mostly idle, and
 # 128 excerpts of 384 frames of the full network fit a small GPU's memory. On a CPU one clip per pass: wider
@@ -40,7 +41,7 @@ def output_path(out: str, exp_root: str | Path, model: str) -> Path:
     under it would be mistaken for, or shadow, the dataset's own labels."""
     path = Path(out)
     if path.name == paths.TRAIN_CSV:
-        raise ValueError(f"--out {out}: a self-verified file may not be named {paths.TRAIN_CSV} "
+        raise InputError(f"--out {out}: a self-verified file may not be named {paths.TRAIN_CSV} "
                          "(the dataset's own file); use e.g. train_self_verified_it0.csv")
     return path if path.parent != Path(".") else paths.run_dir(exp_root, model) / path
 
@@ -48,13 +49,13 @@ def output_path(out: str, exp_root: str | Path, model: str) -> Path:
 def check_flags(top_probs_thresh: float, k_per_class: int, n_excerpts: int, max_len: int | None) -> None:
     """Flags that would otherwise reach numpy or torch as an empty batch or a meaningless threshold."""
     if not 0 <= top_probs_thresh < 1:
-        raise ValueError(f"--top_probs_thresh must be in [0, 1) (a posterior), got {top_probs_thresh}")
+        raise InputError(f"--top_probs_thresh must be in [0, 1) (a posterior), got {top_probs_thresh}")
     if k_per_class < 1:
-        raise ValueError(f"--k_per_class must be at least 1, got {k_per_class}")
+        raise InputError(f"--k_per_class must be at least 1, got {k_per_class}")
     if n_excerpts < 1:
-        raise ValueError(f"--n_excerpts must be at least 1, got {n_excerpts}")
+        raise InputError(f"--n_excerpts must be at least 1, got {n_excerpts}")
     if max_len is not None and max_len < 1:
-        raise ValueError(f"--max_len must be at least 1, got {max_len}")
+        raise InputError(f"--max_len must be at least 1, got {max_len}")
 
 
 def summarize(held_out: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame, dict]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import InputError
 from utils.spec_store import open_store
 
 
@@ -16,7 +17,7 @@ def fix_length(spec: np.ndarray, length: int) -> np.ndarray:
     """Tile a short (bins, frames) spectrogram, clip a long one, to exactly `length` frames."""
     n = spec.shape[1]
     if n == 0:
-        raise ValueError("empty spectrogram")
+        raise InputError("empty spectrogram")
     if n < length:
         spec = np.tile(spec, (1, -(-length // n)))
     return spec[:, :length]

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.atomic import atomic_write, save_npz
-from utils.dataset_csv import DataError
+from utils.errors import DataError
 
 STORE_DIR = "store"
 INDEX_NAME = "index.npz"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.audio import TARGET_SR, load_audio
+from utils.errors import InputError
 
 N_BINS = 128
 
@@ -44,7 +45,7 @@ def spectrogram_params(version: int) -> dict:
         return dict(V1_PARAMS)
     if version == 2:
         return dict(V2_PARAMS)
-    raise ValueError(f"unknown spectrogram version {version!r}; expected 1 or 2")
+    raise InputError(f"unknown spectrogram version {version!r}; expected 1 or 2")
 
 
 def compute_spectrogram(signal: np.ndarray, version: int, norm: bool = True) -> np.ndarray:
@@ -54,14 +55,14 @@ def compute_spectrogram(signal: np.ndarray, version: int, norm: bool = True) -> 
     """
     signal = np.asarray(signal)
     if signal.ndim != 1:
-        raise ValueError(f"expected a mono signal (1-D), got shape {signal.shape}")
+        raise InputError(f"expected a mono signal (1-D), got shape {signal.shape}")
     if len(signal) == 0:
-        raise ValueError("cannot compute a spectrogram of an empty signal")
+        raise InputError("cannot compute a spectrogram of an empty signal")
     if version == 1:
         return spectrogram_v1(signal)
     if version == 2:
         return spectrogram_v2(signal, norm=norm)
-    raise ValueError(f"unknown spectrogram version {version!r}; expected 1 or 2")
+    raise InputError(f"unknown spectrogram version {version!r}; expected 1 or 2")
 
 
 def spectrogram_from_file(path: str | Path, version: int, preprocess: bool = True) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 
 from utils.atomic import WriteError, save_json, save_npy, save_text
 from utils.audio import AudioError, sox_version
+from utils.errors import FsdtagError, MissingFile
 from utils.plots import has_display, pyplot, save_figure
 from utils.spec_store import file_identity
 from utils.spectrogram import spectrogram_from_file, spectrogram_params
@@ -32,7 +33,7 @@ SOURCES_NAME = "sources.json"
 SAVE_EVERY_S = 10.0
 
 
-class ManifestMismatch(Exception):
+class ManifestMismatch(FsdtagError):
     """The spec folder holds spectrograms made with other settings."""
 
 
@@ -55,7 +56,7 @@ def list_audio(audio_path: str | Path, file_list: str | Path | None = None) -> l
     if file_list is not None:
         return [audio_path / name for name in _read_file_list(Path(file_list))]
     if not audio_path.is_dir():
-        raise FileNotFoundError(f"--audio_path {audio_path} is not a folder")
+        raise MissingFile(f"--audio_path {audio_path} is not a folder")
     return sorted(p for p in audio_path.iterdir()
                   if p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
 

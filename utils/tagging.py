@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from utils.audio import TARGET_SR, AudioError, audio_info, decoder_messages, read_audio, resample, to_mono
-from utils.model_files import load_model_file, model_settings
+from utils.errors import InputError
+from utils.model_files import build_network, load_model_file, model_settings
 from utils.paths import REPO
 from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
@@ -47,7 +48,7 @@ PLOT_COLUMNS = 2000  # time columns of a --plot spectrogram, however long the fi
 MEMBER_KEYS = ("model", "spec_version", "preprocessing", "max_len", "state_dict")
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle that cannot be used; the message names the bundle and the reason (one line)."""
 
 
@@ -157,7 +158,7 @@ def build_member(entry: dict[str, Any], n_classes: int, bundle_path: str | Path,
     trained = {"settings": {"spec_version": entry["spec_version"], "preprocessing": entry["preprocessing"]}}
     try:
         check_pairing(trained, where, model_file, model_settings(module))
-        network = module.build_model(n_classes=n_classes)
+        network = build_network(module, n_classes)
         network.load_state_dict(entry["state_dict"])
     except (RuntimeError, ValueError) as e:
         raise BundleError(f"{where}: the weights do not fit {entry['model']}: {str(e).splitlines()[0]}") from None
@@ -224,7 +225,7 @@ class Tagger:
 
     def __init__(self, classes: Sequence[str], members: Sequence[Member], device: torch.device | None = None):
         if not members:
-            raise ValueError("a Tagger needs at least one member")
+            raise InputError("a Tagger needs at least one member")
         self.classes = list(classes)
         self.members = list(members)
         self.device = device or torch.device("cpu")
@@ -252,7 +253,7 @@ class Tagger:
         """(C,) fused posteriors of a whole file, or of a signal ((samples,) or (samples, channels)) at rate sr."""
         if isinstance(source, np.ndarray):
             if sr is None:
-                raise ValueError("tagging an array needs its sample rate (sr)")
+                raise InputError("tagging an array needs its sample rate (sr)")
             with temp_wav(source, sr) as wav:
                 return self.predict([file_spectrograms(wav, self.features)])[0]
         return self.predict([file_spectrograms(source, self.features)])[0]

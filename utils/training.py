@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from utils import paths
+from utils.errors import InputError, MissingFile, StepFailed
 from utils.predict import pick_device
 
 # Where files are and how the step is run (device, threads, data path, compilation, memory layout, validation batch)
@@ -77,15 +78,15 @@ def resolve_train_file(name: str, run_dir: Path, data_root: Path) -> Path:
     if Path(name).name != name:
         if Path(name).is_file():
             return Path(name)
-        raise FileNotFoundError(f"train file {name} not found")
+        raise MissingFile(f"train file {name} not found")
     if name == paths.TRAIN_CSV:  # a stray copy in the run dir must never shadow the dataset's own labels
         if (data_root / name).is_file():
             return data_root / name
-        raise FileNotFoundError(f"train file {data_root / name} not found")
+        raise MissingFile(f"train file {data_root / name} not found")
     for candidate in (run_dir / name, data_root / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"train file {name} found neither in {run_dir} nor in {data_root}")
+    raise MissingFile(f"train file {name} found neither in {run_dir} nor in {data_root}")
 
 
 def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -121,7 +122,7 @@ def fold_lock(path: Path) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             owner = f.read().strip() or "another process"
-            raise RuntimeError(f"{owner} is already training these outputs ({path.with_suffix('')}); wait for it "
+            raise StepFailed(f"{owner} is already training these outputs ({path.with_suffix('')}); wait for it "
                                "to finish, or use another --exp_root or --tag") from None
         f.seek(0)
         f.truncate()
@@ -150,7 +151,7 @@ class EpochBatches:
         # smaller batches when there are too few clips to give every rank one (else a rank waits forever)
         batch_size = min(batch_size, n_items // world_size)
         if batch_size == 0:
-            raise ValueError(f"{n_items} training clips cannot be shared by {world_size} processes")
+            raise InputError(f"{n_items} training clips cannot be shared by {world_size} processes")
         n_batches = n_items // batch_size
         n_batches -= n_batches % world_size
         # every rank draws the same order and takes every world_size-th batch, so all step together

@@ -26,8 +26,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from utils.atomic import atomic_write, save_json, save_text
+from utils.atomic import WriteError, atomic_write, save_json, save_text
 from utils.demo.synth import CLASS_VOICES, CLASSES, LICENSES, ClipSource, ClipSpec, check_tools, render_chunk
+from utils.errors import InputError
 
 FORMAT_VERSION = 3  # bump when the generator changes, so old builds are not reused
 PARAMS_FILE = "demo_dataset.json"
@@ -310,7 +311,7 @@ def free_bytes(root: Path) -> int:
 def check_disk(root: Path, needed: int, margin: float = 1.1) -> None:
     free = free_bytes(root)
     if needed * margin > free:
-        raise OSError(f"{root}: the build needs about {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free")
+        raise WriteError(f"{root}: the build needs about {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free")
 
 
 def _write_broken(root: Path, row: ClipRow, seed: int) -> None:
@@ -337,7 +338,7 @@ def make_params(clips_per_class: int = 24, test_clips_per_class: int | None = No
     chosen = tuple(sorted(classes)) if classes else CLASSES
     unknown = [c for c in chosen if c not in CLASS_VOICES]
     if unknown:
-        raise ValueError(f"unknown classes {unknown}; choose from {list(CLASSES)}")
+        raise InputError(f"unknown classes {unknown}; choose from {list(CLASSES)}")
     if size == "small":
         test = max(1, clips_per_class // 3) if test_clips_per_class is None else test_clips_per_class
         base = dict(clips_per_class=clips_per_class, test_clips_per_class=test,
@@ -345,12 +346,12 @@ def make_params(clips_per_class: int = 24, test_clips_per_class: int | None = No
     elif size == "full":
         base = dict(clips_per_class=0, test_clips_per_class=0, **FULL_SIZE)
     else:
-        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+        raise InputError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
     given = dict(padding_clips=padding_clips, empty_clips=empty_clips, unreadable_clips=unreadable_clips,
                  broken_scored=broken_scored)
     base.update({k: v for k, v in given.items() if v is not None})
     if any(base[k] < 0 for k in given):
-        raise ValueError(f"counts of extra test rows must not be negative: { {k: base[k] for k in given} }")
+        raise InputError(f"counts of extra test rows must not be negative: { {k: base[k] for k in given} }")
     return DemoParams(seed=seed, classes=chosen, **base)
 
 
@@ -388,7 +389,7 @@ def build_from_params(root: Path, params: DemoParams, jobs: int = 1, progress: b
     if is_complete(root, params):
         return False
     if (root / TRAIN_CSV).exists() and not (root / PARAMS_FILE).exists():
-        raise FileExistsError(f"{root} holds a dataset that is not a demo build; refusing to overwrite it")
+        raise InputError(f"{root} holds a dataset that is not a demo build; refusing to overwrite it")
     check_tools()
     rows = plan_dataset(params) if rows is None else rows
     # Unmark the folder before touching audio, so an interrupted rebuild is never read as finished.

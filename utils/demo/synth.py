@@ -24,6 +24,7 @@ import soxr
 from utils.atomic import atomic_write
 from utils.demo import hydrogen
 from utils.demo.room import Chain, apply_chain, draw_chain
+from utils.errors import StepFailed
 
 SF2_DIR, SF3_DIR = Path("/usr/share/sounds/sf2"), Path("/usr/share/sounds/sf3")
 SOUNDFONTS = {
@@ -378,7 +379,7 @@ def render_layers(layers: list[Layer], tmp_dir: Path) -> list[np.ndarray]:
            str(mid_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not wav_path.exists():
-        raise RuntimeError(f"fluidsynth failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise StepFailed(f"fluidsynth failed ({proc.returncode}): {proc.stderr.strip()}")
     audio, _ = sf.read(wav_path, dtype="float32", always_2d=True)
     out = []
     for layer, start in zip(layers, starts, strict=True):
@@ -467,7 +468,7 @@ def render_chunk(specs: list[ClipSpec], seed: int, root: str) -> dict[str, ClipS
                         voices[k] = layers[k].voice
         missing = [k for k in wanted if k not in rendered]
         if missing:
-            raise RuntimeError(f"layers still silent after {MAX_ATTEMPTS} attempts: {missing}")
+            raise StepFailed(f"layers still silent after {MAX_ATTEMPTS} attempts: {missing}")
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     written = {}
@@ -518,4 +519,4 @@ def check_tools() -> None:
     if shutil.which("fluidsynth") is None:
         missing.append("fluidsynth")
     if missing:
-        raise RuntimeError(f"missing {', '.join(missing)}: apt-get install {' '.join(APT_PACKAGES)}")
+        raise StepFailed(f"missing {', '.join(missing)}: apt-get install {' '.join(APT_PACKAGES)}")

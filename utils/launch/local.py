@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from utils.errors import StepFailed
 from utils.launch.schedule import Step
 from utils.paths import REPO
 
@@ -32,7 +33,7 @@ def run_local(steps: list[Step], num_gpus: int, exp_root: Path, dry_run: bool = 
         # run_experiment.sh trains the data root's folds, which the schedule read from its folds.csv
         returncode = run_stoppable(command, {**env, "FSDTAG_FOLDS": " ".join(map(str, step.folds))})
         if returncode != 0:
-            raise RuntimeError(f"step {step.name} failed (exit {returncode}); fix it and run the same "
+            raise StepFailed(f"step {step.name} failed (exit {returncode}); fix it and run the same "
                                f"command again to resume")
 
 

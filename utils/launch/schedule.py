@@ -14,6 +14,7 @@ import numpy as np
 
 from utils import paths
 from utils.atomic import save_json
+from utils.errors import InputError, MissingFile
 from utils.folds import fold_numbers, has_unverified, load_folds
 from utils.model_files import load_model_file, model_settings
 
@@ -242,16 +243,16 @@ def read_best_iterations(exp_root: Path) -> dict:
     """<exp_root>/best_iterations.json: model name -> model, spec_dir, tag, folds and validation figures."""
     path = paths.best_iterations_path(exp_root)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run run_experiment_set.py first")
+        raise MissingFile(f"{path} not found; run run_experiment_set.py first")
     try:
         best = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON ({e}); run run_experiment_set.py again to rewrite it") from None
+        raise InputError(f"{path}: not JSON ({e}); run run_experiment_set.py again to rewrite it") from None
     if not best:
-        raise ValueError(f"{path} lists no model (no iteration finished?)")
+        raise InputError(f"{path} lists no model (no iteration finished?)")
     for name, choice in best.items():
         missing = [k for k in ("model", "spec_dir", "tag", "folds", "valid_acc") if k not in choice]
         if missing:
-            raise ValueError(f"{path}: model {name!r} lacks {', '.join(missing)}; run run_experiment_set.py again "
+            raise InputError(f"{path}: model {name!r} lacks {', '.join(missing)}; run run_experiment_set.py again "
                              "to rewrite it")
     return best

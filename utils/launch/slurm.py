@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from utils.atomic import save_json, save_text
+from utils.errors import InputError, StepFailed
 from utils.launch.schedule import Step, output_done
 from utils.model_files import load_model_file
 from utils.paths import REPO
@@ -70,7 +71,7 @@ def parse_sbatch_args(text: str) -> list[tuple[str, str | None]]:
         elif options and options[-1][1] is None:
             options[-1] = (options[-1][0], token)  # the value of "--partition gpu"
         else:
-            raise ValueError(f"--slurm_args: {token!r} is not an sbatch option or its value")
+            raise InputError(f"--slurm_args: {token!r} is not an sbatch option or its value")
     return options
 
 
@@ -149,7 +150,7 @@ def queued_tasks(job_ids: list[str]) -> dict[str, str]:
     # all of the user's jobs, filtered here: squeue -j fails outright once one of the ids is purged
     result = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"squeue failed: {result.stderr.strip()}")
+        raise StepFailed(f"squeue failed: {result.stderr.strip()}")
     wanted = set(job_ids)
     return {task: state for task, _, state in (line.partition("|") for line in result.stdout.split())
             if task.split("_")[0] in wanted}
@@ -210,7 +211,7 @@ def submit_slurm(steps: list[Step], exp_root: Path, slurm_args: str = "", dry_ru
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             save_json(record_path(exp_root), record)  # what was submitted so far stays mapped
-            raise RuntimeError(f"sbatch failed for step {step.name} (exit {result.returncode}): "
+            raise StepFailed(f"sbatch failed for step {step.name} (exit {result.returncode}): "
                                f"{result.stderr.strip()}")
         previous = result.stdout.strip().split(";")[0]  # --parsable prints "<id>" or "<id>;<cluster>"
         record["jobs"][step.name] = {"job_id": previous, "folds": folds if step.per_fold else None,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.special
 
+from utils.errors import InputError
 from utils.live.features import FRAMES_PER_SECOND
 from utils.spectrogram import N_BINS
 
@@ -101,7 +102,7 @@ def check_window(window: int) -> None:
     from utils.vgg_gap import MIN_FRAMES
 
     if window < MIN_FRAMES:
-        raise ValueError(f"--window must be at least {MIN_FRAMES} frames (the network's smallest input, "
+        raise InputError(f"--window must be at least {MIN_FRAMES} frames (the network's smallest input, "
                          f"{MIN_FRAMES / FRAMES_PER_SECOND:.2f} s), got {window}")
 
 
@@ -138,7 +139,7 @@ def load_predictor(model_file: str | Path, params_file: str | Path, backend: str
     check_window(window)
     settings = model_settings(load_model_file(model_file))
     if settings["spec_version"] != 2:
-        raise ValueError(f"{model_file} is trained on spectrogram version {settings['spec_version']}; the live "
+        raise InputError(f"{model_file} is trained on spectrogram version {settings['spec_version']}; the live "
                          f"tagger computes version 2 (use e.g. models/vgg_gap_spec2_no_pp.py)")
     if settings["preprocessing"]:
         print(f"note: {model_file} was trained on SoX-trimmed audio; a stream cannot be trimmed, so models trained "
@@ -153,4 +154,4 @@ def load_predictor(model_file: str | Path, params_file: str | Path, backend: str
         with tempfile.TemporaryDirectory() as tmp:
             # the session holds the model in memory once created, so the file can go
             return OnnxPredictor(export_onnx_model(model, Path(tmp) / "model.onnx", window), threads), classes
-    raise ValueError(f"unknown backend {backend!r}; expected torch or onnx")
+    raise InputError(f"unknown backend {backend!r}; expected torch or onnx")

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from utils.errors import InputError, StepFailed
 from utils.live.features import HOP_SIZE, SAMPLE_RATE
 from utils.spectrogram import normalize_int16, to_int16
 
 
-class NoInputDevice(RuntimeError):
+class NoInputDevice(StepFailed):
     """No microphone to record from at a usable rate; the message says what to do instead."""
 
 
@@ -44,7 +45,7 @@ class FileSource:
         from utils.audio import load_audio
 
         if speed < 0:
-            raise ValueError(f"--speed must be >= 0, got {speed}")
+            raise InputError(f"--speed must be >= 0, got {speed}")
         # read as tag_files.py and prepare_spectrograms.py read it (AudioError: the file and why); warnings, such
         # as a decoder's note on an odd MP3, are kept for the caller to print, each once
         with warnings.catch_warnings(record=True) as caught:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from utils.errors import InputError
 from utils.live.features import SAMPLE_RATE, OnlineV2
 from utils.live.predictors import check_window
 from utils.live.sources import Block
@@ -65,7 +66,7 @@ class LiveTagger:
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], window: int = 256, predict_every_k: int = 10):
         check_window(window)
         if predict_every_k < 1:
-            raise ValueError("--predict_every_k must be at least 1")
+            raise InputError("--predict_every_k must be at least 1")
         self.predict = predict
         self.window = window
         self.k = predict_every_k
