@@ -23,7 +23,7 @@ import torch
 
 from utils import paths
 from utils.cli import run_cli
-from utils.errors import InputError
+from utils.errors import InputError, MissingFile
 from utils.folds import fold_numbers, load_folds
 from utils.launch.local import run_local
 from utils.launch.schedule import (
@@ -66,7 +66,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Before any step is launched: a bad value would otherwise fail in every fold, each printing it."""
+    for flag, value, least in (("--epochs", args.epochs, 1), ("--iterations", args.iterations, 0),
+                               ("--num_gpus", args.num_gpus, 0)):
+        if value is not None and value < least:
+            raise InputError(f"{flag} must be at least {least}, got {value}")
+    data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
+    if not data_root.is_dir():
+        raise MissingFile(f"--data_root {data_root} is not a folder (it needs train.csv and the spectrograms)")
+    if exp_root.exists() and not exp_root.is_dir():
+        raise InputError(f"--exp_root {exp_root} is a file, not a folder")
+
+
 def main(args: argparse.Namespace) -> int:
+    check_flags(args)
     preset = PRESETS[args.preset]
     iterations = preset.iterations if args.iterations is None else args.iterations
     # absolute, since the steps run from the repository root whatever the caller's folder

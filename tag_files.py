@@ -24,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.atomic import save_npz, save_text
+from utils.audio import TARGET_SR, min_samples
 from utils.cli import check_threads, cpu_cores, run_cli, set_threads
 from utils.errors import InputError, MissingFile
 from utils.tagging import Failure, FileTags, Tagger, init_worker, tag_one, worker_tag
@@ -223,8 +225,12 @@ def report_problems(results: list[FileTags | Failure], max_seconds: float, segme
 def main(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise InputError(f"--top_k must be at least 1, got {args.top_k}")
-    if args.segment is not None and args.segment <= 0:
-        raise InputError(f"--segment must be a positive number of seconds, got {args.segment}")
+    shortest = min_samples(TARGET_SR) / TARGET_SR  # one spectrogram frame
+    if args.segment is not None and not (math.isfinite(args.segment) and args.segment >= shortest):
+        raise InputError(f"--segment must be a number of seconds of at least {shortest:.3f} (one spectrogram frame), "
+                         f"got {args.segment}")
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {args.jobs}")
     if Path(args.out).is_dir():
         raise InputError(f"--out {args.out} is a folder; give the CSV's file name")
     check_threads(args.threads)

@@ -102,3 +102,44 @@ def test_load_params_says_what_torch_said(tmp_path):
     truncated.write_bytes(pickled.read_bytes()[:60])
     with pytest.raises(InputError, match=r"truncated or corrupt: RuntimeError: PytorchStreamReader failed"):
         load_params(truncated)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--iterations", "-1"], "--iterations must be at least 0, got -1"),
+    (["--num_gpus", "-2"], "--num_gpus must be at least 0"),
+])
+def test_schedule_flags_are_checked_before_any_step(tmp_path, capsys, flags, message):
+    import run_experiment_set
+
+    write_train_csv(tmp_path / "data")
+    argv = ["--preset", "demo", "--data_root", str(tmp_path / "data"), "--exp_root", str(tmp_path / "exp"), *flags]
+    code, err = run_main(lambda _args: run_experiment_set.main(run_experiment_set.parse_args(argv)), capsys)
+    assert code == 1 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "data" / "folds.csv").exists()
+
+
+def test_schedule_roots_are_checked_before_any_step(tmp_path, capsys):
+    import run_experiment_set
+
+    (tmp_path / "exp_file").write_text("")
+    write_train_csv(tmp_path / "data")
+    for roots, message in ((["--data_root", str(tmp_path / "nowhere")], "is not a folder"),
+                           (["--data_root", str(tmp_path / "data"), "--exp_root", str(tmp_path / "exp_file")],
+                            "is a file, not a folder")):
+        argv = ["--preset", "demo", *roots]
+        code, err = run_main(lambda _args, argv=argv: run_experiment_set.main(run_experiment_set.parse_args(argv)),
+                             capsys)
+        assert code == 1 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flags, message", [(["--segment", "0.001"], "--segment must be a number of seconds of at "
+                                                                      "least 0.032"),
+                                            (["--segment", "nan"], "--segment must be"),
+                                            (["--jobs", "0"], "--jobs must be at least 1, got 0")])
+def test_tag_files_flags_are_checked_before_any_file(tmp_path, capsys, flags, message):
+    import tag_files
+
+    argv = ["--bundle", str(tmp_path / "no_bundle.pt"), str(tmp_path), "--out", str(tmp_path / "t.csv"), *flags]
+    code, err = run_main(lambda _args: tag_files.main(tag_files.parse_args(argv)), capsys)
+    assert code == 1 and message in err and err.count("\n") == 1
