@@ -408,6 +408,8 @@ def test_a_model_file_whose_name_is_not_plain_is_refused(tmp_path, capsys):
     root = tmp_path / "data"
     write_train_csv(root / "train.csv", {c: 4 for c in CLASSES})
     argv = train_args(root, tmp_path)
-    argv[argv.index("--model") + 1] = str(tmp_path / "..")
+    dots = tmp_path / "..py"  # a model file whose name (stem) is '.', which would name the experiments folder
+    dots.write_text((REPO / "models" / "vgg_gap_demo.py").read_text())
+    argv[argv.index("--model") + 1] = str(dots)
     code, _, err = run_main("train", argv, capsys)
     assert_one_error(code, err, "is not a plain name")

@@ -21,9 +21,8 @@ from utils.live.predictors import load_predictor
 from utils.live.sources import FileSource
 from utils.live.tagger import LiveTagger, run_stream
 from utils.model_files import load_model_file, model_settings
-from utils.paths import REPO
+from utils.paths import MANIFEST_NAME, REPO
 from utils.predict import (
-    MANIFEST_NAME,
     check_pairing,
     check_spec_folder,
     load_params,
@@ -33,7 +32,6 @@ from utils.predict import (
 from utils.spec_data import fix_length
 from utils.spectrogram import spectrogram_from_file
 from utils.spectrogram_cache import FAILED_NAME
-from utils.spectrogram_cache import MANIFEST_NAME as CACHE_MANIFEST_NAME
 
 CLASSES = ["Bass_drum", "Cello", "Flute"]
 V1 = "models/vgg_gap_demo.py"             # spectrogram v1, SoX preprocessing
@@ -43,8 +41,8 @@ SR = 32000
 
 
 def save_params(path: Path, model_file: str, legacy: bool = False, seed: int = 0) -> Path:
-    """Random weights of the model file's network, saved as utils/training.py saves them. legacy: the config of
-    files written before the training settings were recorded (no 'settings', no 'spec_dir')."""
+    """Random weights of the model file's network, saved as utils/training.py saves them. legacy: a config without
+    the training settings (no 'settings', no 'spec_dir'), which no fsdtag version writes."""
     torch.manual_seed(seed)
     model = load_model_file(model_file).build_model(n_classes=len(CLASSES))
     settings = model_settings(load_model_file(model_file))
@@ -101,15 +99,14 @@ def test_params_under_model_file_of_other_features_are_refused(tmp_path, trained
 
 
 @pytest.mark.parametrize("model_file", [V1, V2, V2_NO_PP])
-def test_matching_and_legacy_params_load(tmp_path, model_file):
-    for legacy in (False, True):
-        params = save_params(tmp_path / f"p_{legacy}.pt", model_file, legacy=legacy)
-        model, config = load_trained_model(model_file, params)
-        assert config["classes"] == CLASSES
-        assert model(torch.zeros(1, 1, 128, 256)).shape == (1, len(CLASSES))
-    # params written before the settings were recorded cannot be checked, so they load under any model file
-    other = V2 if model_file == V1 else V1
-    load_trained_model(other, tmp_path / "p_True.pt")
+def test_matching_params_load_and_params_without_settings_are_refused(tmp_path, model_file):
+    params = save_params(tmp_path / "p.pt", model_file)
+    model, config = load_trained_model(model_file, params)
+    assert config["classes"] == CLASSES
+    assert model(torch.zeros(1, 1, 128, 256)).shape == (1, len(CLASSES))
+    # without recorded settings the pairing cannot be checked: not a file train.py writes
+    with pytest.raises(ValueError, match="not an fsdtag parameter file .*training settings"):
+        load_trained_model(model_file, save_params(tmp_path / "bare.pt", model_file, legacy=True))
 
 
 def test_fine_tuning_init_goes_through_the_same_check(tmp_path):
@@ -141,15 +138,15 @@ def test_spec_folder_of_other_features_is_refused(tmp_path):
         message = str(info.value)
         assert "\n" not in message and str(folder) in message and str(params) in message
         assert made in message and "version 2 with SoX" in message
-    # nothing to compare: a folder without a manifest, or params without recorded settings
+    # a folder prepare_spectrograms.py did not make, or none at all, is refused too
     (tmp_path / "bare").mkdir()
-    check_spec_folder(tmp_path / "bare", config, params)
-    legacy = save_params(tmp_path / "legacy.pt", V2, legacy=True)
-    check_spec_folder(tmp_path / "specs_train_v1", load_params(legacy)["config"], legacy)
+    with pytest.raises(ValueError, match="has no manifest.json, so its features are unknown"):
+        check_spec_folder(tmp_path / "bare", config, params)
+    with pytest.raises(FileNotFoundError, match="spectrogram folder .*nowhere not found"):
+        check_spec_folder(tmp_path / "nowhere", config, params)
 
 
 def test_spec_folder_check_reads_prepare_spectrograms_manifests(tmp_path):
-    assert MANIFEST_NAME == CACHE_MANIFEST_NAME
     audio = tmp_path / "audio"
     audio.mkdir()
     write_wav(audio / "a.wav", 0.5)

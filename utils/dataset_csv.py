@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from utils.errors import DataError
+from utils.paths import KAGGLE_TEST_CSV
 
 TRAIN_COLUMNS = ("fname", "label", "manually_verified")
 KAGGLE_TEST_COLUMNS = ("fname", "label", "usage", "freesound_id", "license")
 TEST_COLUMNS = ("fname", "label")
 USAGES = ("Public", "Private", "Ignored")
-KAGGLE_TEST_CSV = "test_post_competition.csv"
 TEST_USAGE = "Test"  # what every row of a plain test.csv counts as: scored, on no leaderboard
 
 

@@ -7,7 +7,7 @@ A result file is a plain .npz (no pickled objects; load with allow_pickle=False)
     probs   (N, C) f32  softmax posteriors
     set     ()  str     the evaluation set (valid, public, private, private_public, test)
     missing (N,) bool   clips without a spectrogram (empty or unreadable audio): their probs are the training
-                        set's class prior (files written before this key existed read as all False)
+                        set's class prior
 and is named probs_<set>_<spec_dir>_<fold>_<tag>.npz, so a model's folds can be globbed for fusion."""
 
 import csv
@@ -32,14 +32,14 @@ from utils.folds import load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.metrics import confusion_matrix, format_report, per_class_scores, top_k
 from utils.plots import plot_class_scores, plot_confusion_matrix, pyplot, save_figure
-from utils.predict import predict_logits
+from utils.predict import predict_logits, weighted_average
 from utils.spec_store import open_store
 
 SETS = ("valid", "public", "private", "private_public", "test")
 LEADERBOARD_SETS = ("public", "private", "private_public")
 # Kaggle scored Public and Private rows; 'Ignored' rows were padding and are never scored.
 USAGES_OF_SET = {"public": ("Public",), "private": ("Private",), "private_public": ("Public", "Private")}
-RESULT_KEYS = ("fnames", "classes", "probs", "set")  # required; "missing" is optional
+RESULT_KEYS = ("fnames", "classes", "probs", "set", "missing")
 SUBMISSION_HEADER = ["fname", "label"]
 TOP_K = 3
 NOT_A_CLASS = "(not a class name)"  # what a submission's unknown label is scored as: always a miss
@@ -184,7 +184,7 @@ def load_results(path: str | Path) -> Results:
             raise InputError(f"{path}: not a result file (missing {', '.join(missing)}); {redo}")
         try:
             data = {k: z[k] for k in RESULT_KEYS}
-            missing = z["missing"] if "missing" in z.files else None
+            missing = data["missing"]
         except ValueError as e:  # object arrays would need pickle
             raise InputError(f"{path}: unreadable result file ({e}); {redo}") from None
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a member cut short or overwritten
@@ -193,7 +193,7 @@ def load_results(path: str | Path) -> Results:
     for key in ("fnames", "classes", "set"):
         if data[key].dtype.kind != "U":
             raise InputError(f"{path}: '{key}' must hold strings, got dtype {data[key].dtype}")
-    if missing is not None and (missing.dtype != bool or missing.shape != data["fnames"].shape):
+    if missing.dtype != bool or missing.shape != data["fnames"].shape:
         raise InputError(f"{path}: 'missing' must be one bool per clip, got {missing.dtype} {missing.shape}")
     results = Results(data["fnames"], [str(c) for c in data["classes"]], data["probs"], str(data["set"]), missing)
     check_results(results, str(path))
@@ -237,11 +237,10 @@ def fuse(results: Sequence[Results], names: Sequence[str], weights: Sequence[flo
             how = ("the same clips in another order" if sorted(fnames) == sorted(ref_fnames)
                    else "different clips")
             raise InputError(f"{name} and {ref_name} hold {how}; they cannot be averaged")
-    weights = weights / weights.sum()
-    probs = sum(w * r.probs.astype(np.float64) for w, r in zip(weights, results, strict=True))
+    probs = weighted_average([r.probs for r in results], weights)
     # a clip any member filled with the prior is marked: its fused posterior is (partly) a guess
     missing = np.logical_or.reduce([r.missing for r in results])
-    return Results(ref.fnames, list(ref.classes), probs.astype(np.float32), ref.set_name, missing)
+    return Results(ref.fnames, list(ref.classes), probs, ref.set_name, missing)
 
 
 # --- submissions ---

@@ -23,7 +23,6 @@ SHARED_SETTINGS: dict[str, Any] = {
     "fine_tune_epochs": 30,
     "fine_tune_decay_from": 5,
     "valid_batch_size": 8,     # whole max_len spectrograms, so far fewer per batch
-    "normalize_input": False,
 }
 
 

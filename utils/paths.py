@@ -5,13 +5,14 @@ import os
 import re
 from pathlib import Path
 
-from utils.dataset_csv import KAGGLE_TEST_CSV
 from utils.errors import DataError, InputError
 
 DATA_ROOT_ENV = "FSDTAG_DATA_ROOT"
 TRAIN_CSV = "train.csv"  # the dataset's own labels, always read from the data root
 FOLDS_CSV = "folds.csv"
-TEST_CSV = "test.csv"  # a plain test split (fname,label), scored whole; Kaggle's is KAGGLE_TEST_CSV
+TEST_CSV = "test.csv"  # a plain test split (fname,label), scored whole
+KAGGLE_TEST_CSV = "test_post_competition.csv"  # Kaggle's, scored by leaderboard part
+MANIFEST_NAME = "manifest.json"  # a spectrogram folder's settings (prepare_spectrograms.py)
 EXP_ROOT_ENV = "FSDTAG_EXP_ROOT"
 # The checkout: scripts and model files are named relative to it (launchers, bundles, tests)
 REPO = Path(__file__).resolve().parents[1]

@@ -11,10 +11,9 @@ from torch import nn
 
 from utils.errors import InputError, MissingFile, StepFailed
 from utils.model_files import build_network, load_model_file, model_settings
+from utils.paths import MANIFEST_NAME
 from utils.spec_data import batch_excerpts, batch_whole
 
-# must equal utils.spectrogram_cache.MANIFEST_NAME; not imported from there, which pulls in plotting and audio
-MANIFEST_NAME = "manifest.json"
 # the model-file settings that decide which features a network was trained on
 PAIRING_KEYS = ("spec_version", "preprocessing")
 
@@ -66,6 +65,13 @@ def predict_excerpts(model: nn.Module, specs: Sequence[np.ndarray], max_len: int
     return np.concatenate(probs) if probs else np.zeros((0, 0), np.float32)
 
 
+def weighted_average(posteriors: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """The ensemble's posteriors (fusion.py, the bundle's members): a float64 weighted mean, returned as float32."""
+    w = np.ones(len(posteriors)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    return sum(wi * p.astype(np.float64) for wi, p in zip(w, posteriors, strict=True)).astype(np.float32)
+
+
 def load_params(path: str | Path) -> dict[str, Any]:
     """A params file: {'state_dict', 'config'}; plain tensors and builtins, so weights_only loading works.
 
@@ -83,32 +89,32 @@ def load_params(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError (zip), ...: torch has no single error type
         raise InputError(f"{path} is not a readable fsdtag parameter file ({torch_load_error(e)})") from None
     if (not isinstance(params, dict) or "state_dict" not in params or not isinstance(params.get("config"), dict)
-            or "classes" not in params["config"]):
-        raise InputError(f"{path} is not an fsdtag parameter file (no state_dict, config and class list)")
+            or "classes" not in params["config"] or not isinstance(params["config"].get("settings"), dict)):
+        raise InputError(f"{path} is not an fsdtag parameter file (no state_dict, config, class list and "
+                         "training settings)")
     return params
 
 
 def torch_load_error(e: Exception) -> str:
-    """What torch.load said, in one line: for a weights_only refusal its reason (the object it would not
-    unpickle), not its advice to load unsafely, which is never the fix for an fsdtag file."""
-    text = str(e)
-    for line in text.splitlines():
-        if "WeightsUnpickler error:" in line:
-            reason = line.split("WeightsUnpickler error:", 1)[1].split(" Please", 1)[0].strip()
-            return f"torch refused it under weights_only=True: {reason} It holds pickled objects; fsdtag files never do"
-    first = text.strip().splitlines()[0].split(". ", 1)[0] if text.strip() else ""
-    return f"truncated or corrupt: {type(e).__name__}" + (f": {first}" if first else "")
+    """What torch.load said, in one line: its reason (a pickled object it would not load, a corrupt stream), not its
+    advice to load unsafely, which is never the fix for an fsdtag file."""
+    text = " ".join(str(e).split())
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation", 1)[0]
+        reason = reason.split(" Please use", 1)[0].strip().rstrip(".")
+        if reason.startswith("Unsupported global"):
+            return f"torch would not load it safely: {reason}; it holds pickled objects, which fsdtag files never do"
+        return f"truncated or corrupt; torch: {reason}"
+    first = text.split(". ", 1)[0].rstrip(".")
+    return f"truncated or corrupt; torch: {type(e).__name__}" + (f": {first}" if first else "")
 
 
 def check_pairing(config: dict[str, Any], params_file: str | Path, model_file: str | Path,
                   settings: dict[str, Any] | None = None) -> None:
     """Refuse params trained on other features than the model file's: same architecture means the weights load
     without complaint, yet a v1-trained net fed v2 spectrograms (or trimmed audio's net fed untrimmed) predicts
-    nonsense. config is the params file's; settings the model file's (loaded from model_file when None).
-    Params files written before the training settings were recorded carry no 'settings' and are not checked."""
-    trained = config.get("settings")
-    if not isinstance(trained, dict):
-        return
+    nonsense. config is the params file's; settings the model file's (loaded from model_file when None)."""
+    trained = config["settings"]
     if settings is None:
         settings = model_settings(load_model_file(model_file))
     for key in PAIRING_KEYS:
@@ -128,13 +134,17 @@ def describe_features(settings: dict[str, Any]) -> str:
 def check_spec_folder(spec_dir: str | Path, config: dict[str, Any], params_file: str | Path) -> None:
     """Refuse a spectrogram folder whose manifest.json records other features than the params were trained on.
 
-    config is the params file's. Nothing to compare (a folder without a manifest, params without recorded
-    settings) passes: such folders and params predate the records, and the spec_dir name is checked elsewhere."""
+    config is the params file's (or {"settings": a model file's settings}); prepare_spectrograms.py --dump writes
+    the manifest of every folder it fills, so a folder without one was not made by it."""
     spec_dir = Path(spec_dir)
-    trained = config.get("settings")
+    trained = config["settings"]
     manifest_file = spec_dir / MANIFEST_NAME
-    if not isinstance(trained, dict) or not manifest_file.is_file():
-        return
+    if not spec_dir.is_dir():
+        raise MissingFile(f"spectrogram folder {spec_dir} not found; make it with prepare_spectrograms.py --dump "
+                          f"--out_dir {spec_dir}")
+    if not manifest_file.is_file():
+        raise InputError(f"{spec_dir} has no {MANIFEST_NAME}, so its features are unknown; make the folder with "
+                         "prepare_spectrograms.py --dump")
     try:
         manifest = json.loads(manifest_file.read_text())
     except (OSError, ValueError) as e:

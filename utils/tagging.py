@@ -35,7 +35,7 @@ from utils.audio import TARGET_SR, AudioError, audio_info, decoder_messages, rea
 from utils.errors import InputError
 from utils.model_files import build_network, load_model_file, model_settings
 from utils.paths import REPO
-from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits
+from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits, weighted_average
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
 from utils.spectrogram_cache import end_with_parent
 
@@ -269,7 +269,7 @@ class Tagger:
         per_member = [scipy.special.softmax(predict_logits(m.network, [s[m.features] for s in specs], m.max_len,
                                                            m.batch_size, self.device), axis=1)
                       for m in self.members]
-        return fuse_posteriors(per_member)
+        return weighted_average(per_member)  # fusion.py's arithmetic
 
     def tag_file(self, path: str | Path, segment: float | None = None, picture: bool = False) -> FileTags:
         """A file's FileTags: the whole file as one clip, or consecutive `segment`-second clips. Problems with
@@ -338,14 +338,6 @@ def segment_spectrograms(path: str | Path, signal: np.ndarray, sr: int, start: i
         except AudioError as e:
             reason = str(e).split(": ", 1)[-1]
             raise AudioError(f"{path}: segment at {start / sr:.1f} s: {reason}") from None
-
-
-def fuse_posteriors(per_member: Sequence[np.ndarray]) -> np.ndarray:
-    """fusion.py's arithmetic (utils.evaluation.fuse with equal weights): float64 weighted sum, then float32."""
-    weights = np.ones(len(per_member))
-    weights = weights / weights.sum()
-    probs = sum(w * p.astype(np.float64) for w, p in zip(weights, per_member, strict=True))
-    return probs.astype(np.float32)
 
 
 # ---- batch runs (tag_files.py) -------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ PRESETS = {
 @dataclass
 class Step:
     name: str
-    stage: str            # 'pretrain' or 'finetune'
     per_fold: bool        # True: run once per fold with --fold K appended
     command: list[str]
     folds: list[int] = field(default_factory=list)  # the data root's folds (per-fold steps: one output each)
@@ -165,7 +164,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
     steps: list[Step] = []
     if experiment_set in ("pretrain", "all"):
         for model, spec_dir in preset.models:
-            steps.append(Step(f"pretrain_{paths.model_name(model)}", "pretrain", True,
+            steps.append(Step(f"pretrain_{paths.model_name(model)}", True,
                               [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
                                "--seed", str(seed), *epochs_args, *train_flags], folds,
                               train_logs(exp_root, model, "it0", folds), model, "it0",
@@ -182,7 +181,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                 else:
                     train_file = f"train_self_verified_{prev}.csv"
                     steps.append(Step(
-                        f"self_verify_{name}_{prev}", "finetune", False,
+                        f"self_verify_{name}_{prev}", False,
                         [py, "self_verify.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", prev,
                          "--out", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
                          "--k_per_class", str(preset.k_per_class), "--stochastic",
@@ -192,7 +191,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                          "k_per_class": preset.k_per_class, "n_excerpts": preset.n_excerpts, "stochastic": True,
                          "spec_dir": spec_dir}))
                 steps.append(Step(
-                    f"finetune_{name}_{new}", "finetune", True,
+                    f"finetune_{name}_{new}", True,
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
                      "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
                      "--seed", str(seed), *epochs_args, *train_flags] + (["--train_on", "all"] if baseline else []),
