@@ -25,6 +25,7 @@ from pathlib import Path
 
 from utils import paths
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
+from utils.device import pick_device
 from utils.errors import InputError
 from utils.evaluation import (
     SETS,
@@ -40,7 +41,7 @@ from utils.evaluation import (
     select_clips,
 )
 from utils.metrics import top_k
-from utils.predict import check_spec_folder, load_trained_model, pick_device
+from utils.predict import check_spec_folder, load_trained_model
 from utils.vgg_gap import MIN_FRAMES
 
 

@@ -18,10 +18,11 @@ from utils import paths
 from utils.atomic import save_json, save_text
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
 from utils.dataset_csv import read_train_csv
+from utils.device import pick_device
 from utils.errors import DataError, InputError
 from utils.folds import fold_numbers, has_unverified, load_folds, split_fold
 from utils.model_files import load_model_file, model_settings
-from utils.predict import check_spec_folder, load_trained_model, pick_device, predict_excerpts, predict_logits
+from utils.predict import check_spec_folder, load_trained_model, predict_excerpts, predict_logits
 from utils.self_verification import EXCERPTS_PER_PASS, accept, check_flags, output_path, summarize
 from utils.spec_data import load_spectrograms
 

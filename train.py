@@ -31,6 +31,7 @@ from tqdm import tqdm
 from utils import paths
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
 from utils.dataset_csv import read_train_csv
+from utils.device import AMP_DTYPES, resolve_amp, setup_distributed
 from utils.errors import InputError
 from utils.excerpt_source import excerpt_source
 from utils.fold_run import FoldRun, fold_rows
@@ -38,16 +39,8 @@ from utils.folds import check_fold, fold_numbers, load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.model_files import build_network, load_model_file, model_settings
 from utils.predict import check_spec_folder, load_params, load_state
+from utils.resume import data_fingerprint, fold_lock
 from utils.spec_data import load_spectrograms
-from utils.training import (
-    AMP_DTYPES,
-    data_fingerprint,
-    fold_lock,
-    resolve_amp,
-    resolve_ini_params,
-    resolve_train_file,
-    setup_distributed,
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,7 +124,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     run_dir = paths.run_dir(exp_root, args.model)
     folds = load_folds(data_root)
     encoder = LabelEncoder.from_labels(read_train_csv(data_root / paths.TRAIN_CSV)["label"])
-    train_path = resolve_train_file(args.train_file, run_dir, data_root)
+    train_path = paths.resolve_train_file(args.train_file, run_dir, data_root)
     train_df = read_train_csv(train_path)
     parts = {k: split_fold(train_df, folds, k, verified_only=train_on == "verified")[:2] for k in args.fold}
     spec_dir = data_root / args.spec_dir
@@ -151,7 +144,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
         torch.manual_seed(args.seed)  # the same initial weights as this fold would get alone
         model = build_network(module, len(encoder)).to(device)
         if args.ini_params:
-            ini_path = resolve_ini_params(args.ini_params, k, run_dir)
+            ini_path = paths.resolve_ini_params(args.ini_params, k, run_dir)
             ini = load_params(ini_path)
             if ini["config"]["classes"] != encoder.classes:
                 raise InputError(f"{ini_path} was trained on other classes than {data_root / paths.TRAIN_CSV} lists")

@@ -24,10 +24,11 @@ import scipy.special
 
 from utils import paths
 from utils.dataset_csv import read_train_csv
+from utils.device import pick_device
 from utils.errors import StepFailed
 from utils.metrics import map_at_k
 from utils.paths import REPO
-from utils.predict import load_trained_model, pick_device, predict_logits
+from utils.predict import load_trained_model, predict_logits
 from utils.spec_store import open_store
 
 MODEL, SPEC_DIR, MAX_LEN = "models/vgg_gap_demo_v2.py", "specs_train_v2", 1500

@@ -153,8 +153,9 @@ def bench_self_verification(data_root: Path, spec_dir: str, max_len: int, model_
     import torch
 
     from utils.dataset_csv import read_train_csv
+    from utils.device import pick_device
     from utils.model_files import load_model_file, model_settings
-    from utils.predict import pick_device, predict_excerpts
+    from utils.predict import predict_excerpts
     from utils.self_verification import EXCERPTS_PER_PASS
     from utils.spec_data import load_spectrograms
 

@@ -29,13 +29,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from utils.device import AMP_DTYPES, pick_device, resolve_amp
 from utils.errors import StepFailed
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts
 from utils.fold_run import FoldRun
 from utils.model_files import load_model_file, model_settings
 from utils.paths import REPO
-from utils.predict import pick_device
-from utils.training import AMP_DTYPES, resolve_amp
 
 # FSDKaggle2018's training set and the seed's schedule (utils/launch/schedule.py, preset full)
 N_CLIPS, N_VERIFIED, N_UNVERIFIED, N_CLASSES, FOLDS = 9473, 3710, 5763, 41, 4

@@ -15,9 +15,10 @@ import tag_files
 import train
 from utils.paths import REPO
 
-CORE = ["atomic", "audio", "cli", "dataset_csv", "dataset_import", "errors", "evaluation", "excerpt_source",
-        "fold_run", "folds", "labels", "metrics", "model_files", "paths", "plots", "predict", "self_verification",
-        "spec_data", "spec_store", "spectrogram", "spectrogram_cache", "training", "vgg_gap"]
+CORE = ["atomic", "audio", "cli", "dataset_csv", "dataset_import", "device", "errors", "evaluation",
+        "excerpt_source", "fold_run", "folds", "labels", "metrics", "model_files", "paths", "plots", "predict",
+        "resume", "self_verification", "spec_data", "spec_store", "spectrogram", "spectrogram_cache", "training",
+        "vgg_gap"]
 SIDE = ("utils.demo", "utils.live", "utils.launch")
 
 
@@ -89,7 +90,7 @@ def test_resume_compares_every_flag_but_where_and_how_it_runs():
     """train.py's flags reach the run config as parsed (no second list of them to fall out of step): a resume
     compares each one, except where files are and what runs them (device, threads)."""
     args = train.parse_args(TRAIN)
-    from utils.training import WHERE_KEYS, resume_differences
+    from utils.resume import WHERE_KEYS, resume_differences
 
     config = vars(args)
     assert resume_differences(config, {**config, "seed": 2}) == ["seed: 1 -> 2"]

@@ -22,13 +22,7 @@ from utils.live.sources import FileSource
 from utils.live.tagger import LiveTagger, run_stream
 from utils.model_files import load_model_file, model_settings
 from utils.paths import MANIFEST_NAME, REPO
-from utils.predict import (
-    check_pairing,
-    check_spec_folder,
-    load_params,
-    load_state,
-    load_trained_model,
-)
+from utils.predict import check_pairing, check_spec_folder, load_params, load_state, load_trained_model
 from utils.spec_data import fix_length
 from utils.spectrogram import spectrogram_from_file
 from utils.spectrogram_cache import FAILED_NAME

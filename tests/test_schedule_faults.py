@@ -18,8 +18,8 @@ from run_experiment_set import main as run_set
 from run_experiment_set import parse_args as set_args
 from utils import paths
 from utils.launch.schedule import PRESETS, build_schedule, redo_from, stale_steps
-from utils.paths import REPO, lock_path
-from utils.training import fold_lock, resolve_train_file
+from utils.paths import REPO, lock_path, resolve_train_file
+from utils.resume import fold_lock
 
 DEMO = "models/vgg_gap_demo.py"
 

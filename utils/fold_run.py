@@ -18,19 +18,11 @@ from torch import nn
 
 from utils import paths
 from utils.atomic import save_json, save_torch
+from utils.device import AMP_DTYPES
 from utils.errors import InputError
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts, to_device
-from utils.training import (
-    AMP_DTYPES,
-    EpochBatches,
-    capture_rng,
-    lr_at,
-    mixup,
-    mixup_weights,
-    restore_rng,
-    resume_differences,
-    soft_cross_entropy,
-)
+from utils.resume import resume_differences
+from utils.training import EpochBatches, capture_rng, lr_at, mixup, mixup_weights, restore_rng, soft_cross_entropy
 
 
 class FoldRun:

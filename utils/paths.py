@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from utils.errors import DataError, InputError
+from utils.errors import DataError, InputError, MissingFile
 
 DATA_ROOT_ENV = "FSDTAG_DATA_ROOT"
 TRAIN_CSV = "train.csv"  # the dataset's own labels, always read from the data root
@@ -99,3 +99,30 @@ def checkpoint_path(exp_root_dir: str | Path, model_file: str | Path, fold: int,
 def lock_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
     """Held while a fold trains, so that a second identical command stops at once."""
     return fold_file(exp_root_dir, model_file, ".lock", fold, tag, "")
+
+
+def resolve_train_file(name: str, run_dir: Path, data_root: Path) -> Path:
+    """A path (with a folder) as given; the data root's name (train.csv) always from the data root; another bare
+    name from the model's run dir (self-verified files), else from the data root; never from the working
+    directory."""
+    if Path(name).name != name:
+        if Path(name).is_file():
+            return Path(name)
+        raise MissingFile(f"train file {name} not found")
+    if name == TRAIN_CSV:  # a stray copy in the run dir must never shadow the dataset's own labels
+        if (data_root / name).is_file():
+            return data_root / name
+        raise MissingFile(f"train file {data_root / name} not found")
+    for candidate in (run_dir / name, data_root / name):
+        if candidate.is_file():
+            return candidate
+    raise MissingFile(f"train file {name} found neither in {run_dir} nor in {data_root}")
+
+
+def resolve_ini_params(template: str, fold: int, run_dir: Path) -> Path:
+    """'params_%d_it0' -> <run_dir>/params_<fold>_it0.pt (the seed's fold template)."""
+    name = template % fold if "%d" in template else template
+    path = Path(name)
+    if path.suffix != ".pt":
+        path = path.with_name(path.name + ".pt")
+    return path if path.name != str(path) else run_dir / path  # a bare name lives in the run dir

@@ -9,21 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.errors import InputError, MissingFile, StepFailed
+from utils.errors import InputError, MissingFile
 from utils.model_files import build_network, load_model_file, model_settings
 from utils.paths import MANIFEST_NAME
 from utils.spec_data import batch_excerpts, batch_whole
 
 # the model-file settings that decide which features a network was trained on
 PAIRING_KEYS = ("spec_version", "preprocessing")
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    if name:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise StepFailed("--device cuda asked for, but CUDA is not available")
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def to_inference_layout(model: nn.Module) -> None:

@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from utils.audio import TARGET_SR, AudioError, audio_info, decoder_messages, read_audio, resample, to_mono
+from utils.device import pick_device
 from utils.errors import InputError
 from utils.model_files import build_network, load_model_file, model_settings
 from utils.paths import REPO
-from utils.predict import check_pairing, load_trained_model, pick_device, predict_logits, weighted_average
+from utils.predict import check_pairing, load_trained_model, predict_logits, weighted_average
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
 from utils.spectrogram_cache import end_with_parent
 
