@@ -35,8 +35,6 @@ from utils.evaluation import (
     encode_labels,
     predict_clips,
     report_and_plot,
-    results_path,
-    run_name,
     save_results,
     select_clips,
 )
@@ -109,12 +107,12 @@ def main(args: argparse.Namespace) -> None:
 
     out_dir = Path(args.out_dir) if args.out_dir else paths.run_dir(exp_root, args.model)
     if args.dump_results:
-        path = results_path(out_dir, args.set, spec_dir, params_file)
+        path = paths.results_path(out_dir, args.set, spec_dir, params_file)
         save_results(path, Results(clips.fnames, classes, probs, args.set, missing))
         print(f"saved {path}")
     if y_true is not None:
         report, figures = report_and_plot(y_true, top_k(probs, 3), classes, out_dir,
-                                          run_name(args.set, spec_dir, params_file))
+                                          paths.eval_name(args.set, spec_dir, params_file))
         print(f"saved {', '.join(str(f) for f in figures)}")
         without = f" ({missing.sum()} without a spectrogram, scored with the class prior)" if missing.any() else ""
         print(f"\nResults of {params_file.name} on set '{args.set}': {len(missing)} clips{without}\n")

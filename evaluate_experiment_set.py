@@ -34,7 +34,6 @@ from utils.evaluation import (
     load_results,
     read_submission,
     report_and_plot,
-    results_path,
     score_submission,
     select_clips,
 )
@@ -74,7 +73,7 @@ def predict_folds(best: dict, set_name: str, roots: list[str], max_len: list[str
         for fold in choice["folds"]:
             run(eval_script, ["--model", model, "--spec_dir", spec_dir, "--fold", str(fold), "--tag", tag,
                               "--set", set_name, "--dump_results", *max_len, *roots])
-            files[name].append(results_path(paths.run_dir(exp_root, model), set_name, spec_dir,
+            files[name].append(paths.results_path(paths.run_dir(exp_root, model), set_name, spec_dir,
                                             paths.params_path(exp_root, model, fold, tag)))
     return files
 
@@ -124,9 +123,9 @@ def main(args: argparse.Namespace) -> None:
     test_files = predict_folds(best, "test", roots, max_len, exp_root)
     fused_files = {}
     for name, files in test_files.items():  # each model alone (its folds averaged): the ensemble's gain in context
-        fused_files[name] = exp_root / f"fused_{name}.npz"
+        fused_files[name] = paths.fused_path(exp_root, name)
         run(fusion, ["--set", "test", *map(str, files), "--out", str(fused_files[name])])
-    fused_files["fusion of all"] = exp_root / "fused_all.npz"
+    fused_files["fusion of all"] = paths.fused_path(exp_root, "all")
     run(fusion, ["--set", "test", *(str(f) for files in test_files.values() for f in files),
                  "--out", str(fused_files["fusion of all"])])
     if is_kaggle(test):
@@ -144,7 +143,7 @@ def main(args: argparse.Namespace) -> None:
         valid = f"{best[name]['valid_acc']:.3f}" if name in best else ""
         print(f"{label:32s} {valid:>9s} " + " ".join(f"{figures[p]:14.4f}" for p in parts))
     if is_kaggle(test):
-        print(f"submission: {exp_root / 'submission.csv'}")
+        print(f"submission: {paths.submission_path(exp_root)}")
 
 
 def whole_test_scores(fused_files: dict[str, Path], labels: list[str], exp_root: Path) -> list[tuple[str, dict]]:
@@ -167,7 +166,7 @@ def kaggle_scores(fused_files: dict[str, Path], data_root: Path, exp_root: Path)
     """A submission per fused result, scored on Kaggle's leaderboard parts; the ensemble's is submission.csv."""
     rows = []
     for name, path in fused_files.items():
-        sub_file = exp_root / ("submission.csv" if name == "fusion of all" else f"submission_{name}.csv")
+        sub_file = paths.submission_path(exp_root, None if name == "fusion of all" else name)
         run(prepare_submission, ["--prediction_file", str(path), "--out", str(sub_file), "--data_root",
                                  str(data_root)])
         if name == "fusion of all":

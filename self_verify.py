@@ -23,7 +23,7 @@ from utils.errors import DataError, InputError
 from utils.folds import fold_numbers, has_unverified, load_folds, split_fold
 from utils.model_files import load_model_file, model_settings
 from utils.predict import check_spec_folder, load_trained_model, predict_excerpts, predict_logits
-from utils.self_verification import EXCERPTS_PER_PASS, accept, check_flags, output_path, summarize
+from utils.self_verification import EXCERPTS_PER_PASS, accept, check_flags, summarize
 from utils.spec_data import load_spectrograms
 
 
@@ -51,7 +51,7 @@ def self_verify(args: argparse.Namespace) -> dict:
     """Score every fold's held-out unverified clips with that fold's model, accept, write the train file."""
     check_flags(args.top_probs_thresh, args.k_per_class, args.n_excerpts, args.max_len)
     data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
-    out_path = output_path(args.out, exp_root, args.model)
+    out_path = paths.self_verified_path(args.out, exp_root, args.model)
     settings = model_settings(load_model_file(args.model))
     device = pick_device(args.device)
     set_threads(args.threads)

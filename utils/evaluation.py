@@ -144,16 +144,6 @@ def describe_missing(clips: ClipSet, missing: np.ndarray, shown: int = 5) -> str
             f"their posterior is the training set's class prior: {', '.join(names[:shown])}{more}")
 
 
-def run_name(set_name: str, spec_dir: str, params_file: str | Path) -> str:
-    """<set>_<spec_dir>_<fold>_<tag> for params_<fold>_<tag>.pt; other params files keep their stem."""
-    stem = Path(params_file).stem
-    return f"{set_name}_{spec_dir}_{stem.removeprefix('params_')}"
-
-
-def results_path(out_dir: str | Path, set_name: str, spec_dir: str, params_file: str | Path) -> Path:
-    return Path(out_dir) / f"probs_{run_name(set_name, spec_dir, params_file)}.npz"
-
-
 # --- result files ---
 
 def save_results(path: str | Path, results: Results) -> None:

@@ -126,3 +126,60 @@ def resolve_ini_params(template: str, fold: int, run_dir: Path) -> Path:
     if path.suffix != ".pt":
         path = path.with_name(path.name + ".pt")
     return path if path.name != str(path) else run_dir / path  # a bare name lives in the run dir
+
+# ---- outputs of a run dir and an experiment root -------------------------------------------------------------
+
+def self_verified_path(out: str, exp_root_dir: str | Path, model_file: str | Path) -> Path:
+    """self_verify.py --out: a bare file name goes into the model's run dir, next to the parameters that produced
+    it; never the data root's name (train.csv), which a self-verified copy would be mistaken for or shadow."""
+    path = Path(out)
+    if path.name == TRAIN_CSV:
+        raise InputError(f"--out {out}: a self-verified file may not be named {TRAIN_CSV} (the dataset's own "
+                         "file); use e.g. train_self_verified_it0.csv")
+    return path if path.parent != Path(".") else run_dir(exp_root_dir, model_file) / plain_name(out, "--out")
+
+
+def eval_name(set_name: str, spec_dir: str, params_file: str | Path) -> str:
+    """<set>_<spec_dir>_<fold>_<tag> for params_<fold>_<tag>.pt; other params files keep their stem."""
+    stem = Path(params_file).stem
+    return f"{set_name}_{plain_name(spec_dir, '--spec_dir')}_{stem.removeprefix('params_')}"
+
+
+def results_path(out_dir: str | Path, set_name: str, spec_dir: str, params_file: str | Path) -> Path:
+    """eval.py --dump_results' posteriors, named so a model's folds can be globbed for fusion.py."""
+    return Path(out_dir) / f"probs_{eval_name(set_name, spec_dir, params_file)}.npz"
+
+
+def fused_path(exp_root_dir: str | Path, name: str) -> Path:
+    """evaluate_experiment_set.py's fused posteriors of a model (its folds) or of all ('all')."""
+    return Path(exp_root_dir) / f"fused_{plain_name(name, 'a fused result name')}.npz"
+
+
+def submission_path(exp_root_dir: str | Path, name: str | None = None) -> Path:
+    """The ensemble's Kaggle submission (name None), or one model's."""
+    return Path(exp_root_dir) / ("submission.csv" if name is None else f"submission_{plain_name(name, 'name')}.csv")
+
+
+def fold_log_dir(exp_root_dir: str | Path) -> Path:
+    """run_experiment.sh's fold logs, <name>_fold<K>.log (the script spells the same rule in bash)."""
+    return Path(exp_root_dir) / "logs"
+
+
+def slurm_dir(exp_root: Path) -> Path:
+    """The SLURM launcher's scripts, logs and job record."""
+    return exp_root / "slurm"
+
+
+def slurm_record_path(exp_root: Path) -> Path:
+    return slurm_dir(exp_root) / "jobs.json"
+
+
+def slurm_script_path(exp_root: Path, step_name: str) -> Path:
+    return slurm_dir(exp_root) / f"{plain_name(step_name, 'a step name')}.sbatch"
+
+
+def slurm_log_pattern(exp_root: Path, step_name: str, per_fold: bool) -> Path:
+    """SLURM's output pattern: one log per array task (%A job, %a fold), or per job for a single job."""
+    step_name = plain_name(step_name, "a step name")
+    name = f"{step_name}_%A_%a.log" if per_fold else f"{step_name}_%j.log"
+    return slurm_dir(exp_root) / "logs" / name

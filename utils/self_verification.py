@@ -4,12 +4,10 @@ A clip's given label is accepted when (1) the model's averaged prediction agrees
 posterior of that class exceeds a threshold, and (3) its class has not yet reached the per-class cap
 (clips taken highest posterior first, over all folds, so the cap keeps the label distribution)."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from utils import paths
 from utils.errors import InputError
 
 # Excerpts of several clips per forward pass on a GPU (5 clips of 25): one clip's 25 leave a GPU mostly idle, and
@@ -33,17 +31,6 @@ def accept(labels: np.ndarray, probs: np.ndarray, top_probs_thresh: float, k_per
             accepted[i] = True
             taken[int(labels[i])] = taken.get(int(labels[i]), 0) + 1
     return accepted
-
-
-def output_path(out: str, exp_root: str | Path, model: str) -> Path:
-    """A bare file name goes into the model's run dir, next to the parameters that produced it. It never takes
-    the data root's name (train.csv): train.py reads that name from the data root only, and a self-verified copy
-    under it would be mistaken for, or shadow, the dataset's own labels."""
-    path = Path(out)
-    if path.name == paths.TRAIN_CSV:
-        raise InputError(f"--out {out}: a self-verified file may not be named {paths.TRAIN_CSV} "
-                         "(the dataset's own file); use e.g. train_self_verified_it0.csv")
-    return path if path.parent != Path(".") else paths.run_dir(exp_root, model) / path
 
 
 def check_flags(top_probs_thresh: float, k_per_class: int, n_excerpts: int, max_len: int | None) -> None:

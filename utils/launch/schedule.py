@@ -58,6 +58,7 @@ class Step:
     model: str = ""
     tag: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # what its outputs must have been made with
+    exp_root: Path = Path("experiments")
 
     def done(self) -> bool:
         return all(output_done(p) for p in self.outputs)
@@ -77,14 +78,10 @@ class Step:
 
     def files(self) -> list[Path]:
         """Everything the step writes, for --redo: logs, parameters, checkpoints, train files, summaries."""
-        out = []
-        for path in self.outputs:
-            if path.name.startswith("results_"):
-                fold_tag = path.stem.removeprefix("results_")
-                out += [path, path.with_name(f"params_{fold_tag}.pt"), path.with_name(f"checkpoint_{fold_tag}.pt")]
-            else:
-                out += [path, path.with_suffix(".summary.json")]
-        return out
+        if not self.per_fold:  # a self-verified train file and its summary
+            return [f for path in self.outputs for f in (path, path.with_suffix(".summary.json"))]
+        return [f(self.exp_root, self.model, k, self.tag) for k in self.folds
+                for f in (paths.log_path, paths.params_path, paths.checkpoint_path)]
 
     def shell(self) -> str:
         return shlex.join(self.command)
@@ -168,7 +165,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                               [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", "it0",
                                "--seed", str(seed), *epochs_args, *train_flags], folds,
                               train_logs(exp_root, model, "it0", folds), model, "it0",
-                              train_settings(model, False, spec_dir=spec_dir, train_on="all")))
+                              train_settings(model, False, spec_dir=spec_dir, train_on="all"), exp_root))
     if experiment_set in ("finetune", "all"):
         prefix = "base" if baseline else "it"
         for i in range(iterations):
@@ -189,7 +186,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                         [paths.run_dir(exp_root, model) / train_file], model, prev,
                         {"seed": seed, "max_len": preset.max_len, "top_probs_thresh": preset.top_probs_thresh,
                          "k_per_class": preset.k_per_class, "n_excerpts": preset.n_excerpts, "stochastic": True,
-                         "spec_dir": spec_dir}))
+                         "spec_dir": spec_dir}, exp_root))
                 steps.append(Step(
                     f"finetune_{name}_{new}", True,
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
@@ -197,7 +194,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                      "--seed", str(seed), *epochs_args, *train_flags] + (["--train_on", "all"] if baseline else []),
                     folds, train_logs(exp_root, model, new, folds), model, new,
                     train_settings(model, True, spec_dir=spec_dir, train_file=train_file,
-                                   train_on="all" if baseline else "verified")))
+                                   train_on="all" if baseline else "verified"), exp_root))
     return steps
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from utils import paths
 from utils.atomic import save_json, save_text
 from utils.errors import InputError, StepFailed
 from utils.launch.schedule import Step, output_done
@@ -32,26 +33,8 @@ GPU_OPTIONS = {"gres", "gpus", "gpus-per-task", "gpus-per-node"}
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
 
 
-def slurm_dir(exp_root: Path) -> Path:
-    return exp_root / "slurm"
-
-
-def record_path(exp_root: Path) -> Path:
-    return slurm_dir(exp_root) / "jobs.json"
-
-
-def script_path(exp_root: Path, step: Step) -> Path:
-    return slurm_dir(exp_root) / f"{step.name}.sbatch"
-
-
-def log_pattern(exp_root: Path, step: Step) -> Path:
-    """SLURM's output pattern: one log per array task (%A job, %a fold), or per job for a single job."""
-    name = f"{step.name}_%A_%a.log" if step.per_fold else f"{step.name}_%j.log"
-    return slurm_dir(exp_root) / "logs" / name
-
-
 def task_log(exp_root: Path, step: Step, job_id: str, fold: int | None) -> Path:
-    pattern = str(log_pattern(exp_root, step))
+    pattern = str(paths.slurm_log_pattern(exp_root, step.name, step.per_fold))
     if fold is None:
         return Path(pattern.replace("%j", job_id))
     return Path(pattern.replace("%A", job_id).replace("%a", str(fold)))
@@ -109,16 +92,16 @@ def batch_script(step: Step, index: int, total: int, exp_root: Path, options: di
              f"#SBATCH --job-name={JOB_PREFIX}{step.name}"]
     if step.per_fold:
         lines.append(f"#SBATCH --array=1-{len(step.folds)}")
-    lines += [f"#SBATCH --output={log_pattern(exp_root, step)}",
+    lines += [f"#SBATCH --output={paths.slurm_log_pattern(exp_root, step.name, step.per_fold)}",
               f"#SBATCH --chdir={REPO}"]  # the commands name repository files (train.py, models/...)
     lines += [f"#SBATCH --{key}" if value is None else f"#SBATCH --{key}={value}" for key, value in options.items()]
     what = f"one array task per fold, 1-{len(step.folds)}" if step.per_fold else "all folds in one job"
+    script = paths.slurm_script_path(exp_root, step.name)
     lines += ["#",
               f"# Step {index} / {total} of the fsdtag schedule: {step.name} ({what}).",
               "# Written by run_experiment_set.py --launcher slurm, which chains the steps with",
               "# --dependency=afterok:<previous step's job>. To re-run this step by hand:",
-              f"#   sbatch {script_path(exp_root, step)}"
-              + (f"\n#   sbatch --array=3 {script_path(exp_root, step)}    # fold 3 only" if step.per_fold else ""),
+              f"#   sbatch {script}" + (f"\n#   sbatch --array=3 {script}    # fold 3 only" if step.per_fold else ""),
               "set -euo pipefail",
               ""]
     if step.per_fold:
@@ -139,7 +122,7 @@ def unfinished_folds(step: Step) -> list[int]:
 
 
 def load_record(exp_root: Path) -> dict:
-    path = record_path(exp_root)
+    path = paths.slurm_record_path(exp_root)
     return json.loads(path.read_text()) if path.is_file() else {"jobs": {}}
 
 
@@ -194,7 +177,7 @@ def submit_slurm(steps: list[Step], exp_root: Path, slurm_args: str = "", dry_ru
             print(f"keep {step.name}: job {previous} still queued", flush=True)
             continue
         script = batch_script(step, i, len(steps), exp_root, step_options(step, site))
-        path = script_path(exp_root, step)
+        path = paths.slurm_script_path(exp_root, step.name)
         command = ["sbatch", "--parsable"]
         if step.per_fold and len(folds) < len(step.folds):
             command.append(f"--array={','.join(map(str, folds))}")  # resume: only the folds still missing
@@ -206,17 +189,17 @@ def submit_slurm(steps: list[Step], exp_root: Path, slurm_args: str = "", dry_ru
             print(f"# ---- {path}\n{script}# submit: {shlex.join(command)}\n", flush=True)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        log_pattern(exp_root, step).parent.mkdir(parents=True, exist_ok=True)
+        paths.slurm_log_pattern(exp_root, step.name, step.per_fold).parent.mkdir(parents=True, exist_ok=True)
         save_text(path, script)
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            save_json(record_path(exp_root), record)  # what was submitted so far stays mapped
+            save_json(paths.slurm_record_path(exp_root), record)  # what was submitted so far stays mapped
             raise StepFailed(f"sbatch failed for step {step.name} (exit {result.returncode}): "
                                f"{result.stderr.strip()}")
         previous = result.stdout.strip().split(";")[0]  # --parsable prints "<id>" or "<id>;<cluster>"
         record["jobs"][step.name] = {"job_id": previous, "folds": folds if step.per_fold else None,
                                      "script": str(path), "submitted": datetime.now().isoformat(timespec="seconds")}
-        save_json(record_path(exp_root), record)
+        save_json(paths.slurm_record_path(exp_root), record)
         print(f"submitted {step.name}: job {previous}" + (f" (folds {folds})" if step.per_fold else ""), flush=True)
     return record
 
