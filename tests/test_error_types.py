@@ -84,6 +84,7 @@ def test_a_model_file_that_raises_shows_its_traceback_under_one_line(model_files
         build_network(module, 5)
 
 
+@pytest.mark.slow  # a subprocess importing torch
 def test_train_checks_the_model_file_before_the_data(model_files, tmp_path):
     write_train_csv(tmp_path / "data")
     proc = subprocess.run([sys.executable, "train.py", "--model", str(model_files["raises_on_import"]), "--spec_dir",

@@ -16,6 +16,7 @@ import self_verify
 import train
 from run_experiment_set import main as run_set
 from run_experiment_set import parse_args as set_args
+from tests.helpers import write_train_csv
 from utils import paths
 from utils.launch.schedule import PRESETS, build_schedule, redo_from, stale_steps
 from utils.paths import REPO, lock_path, resolve_train_file
@@ -75,10 +76,11 @@ def test_data_root_train_csv_is_never_shadowed(demo_root, tmp_path):
 @pytest.mark.parametrize("flag,value,message", [("--n_excerpts", "0", "--n_excerpts must be at least 1"),
                                                 ("--top_probs_thresh", "2", "--top_probs_thresh must be in"),
                                                 ("--k_per_class", "-1", "--k_per_class must be at least 1")])
-def test_self_verify_flags_are_checked(demo_root, tmp_path, flag, value, message):
+def test_self_verify_flags_are_checked(tmp_path, flag, value, message):
+    write_train_csv(tmp_path / "data")  # refused before any data is read: a train.csv alone will do
     with pytest.raises(ValueError, match=message):
         self_verify.main(self_verify.parse_args(["--model", DEMO, "--spec_dir", "specs_train_v1", "--tag", "it0",
-                                                 "--train_file", "sv.csv", "--data_root", str(demo_root),
+                                                 "--train_file", "sv.csv", "--data_root", str(tmp_path / "data"),
                                                  "--exp_root", str(tmp_path), flag, value]))
 
 
@@ -88,9 +90,10 @@ def train_args(data_root: str, exp_root: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("epochs", ["0", "-3"])
-def test_epochs_must_be_positive(demo_root, tmp_path, epochs):
+def test_epochs_must_be_positive(tmp_path, epochs):
+    write_train_csv(tmp_path / "data")
     with pytest.raises(ValueError, match=f"--epochs must be at least 1, got {epochs}"):
-        train.main(train.parse_args(train_args(str(demo_root), str(tmp_path), "--epochs", epochs)))
+        train.main(train.parse_args(train_args(str(tmp_path / "data"), str(tmp_path), "--epochs", epochs)))
 
 
 def test_roots_from_the_environment(demo_root, tmp_path, monkeypatch):
@@ -131,6 +134,33 @@ def test_a_fold_is_trained_by_one_process_at_a_time(demo_root, tmp_path):
     assert not paths.log_path(tmp_path, DEMO, 2, "it0").exists()
 
 
+def parent_pids() -> dict[int, int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(") ", 1)[1]  # the command name may hold spaces
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        parents[int(stat.parent.name)] = int(after_name.split()[1])
+    return parents
+
+
+def descendants(root: int) -> set[int]:
+    parents, found, frontier = parent_pids(), set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent (a PID is not reused within a test's seconds)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def test_killing_the_launcher_alone_stops_its_whole_tree(demo_root, tmp_path):
     """kill -TERM to run_experiment_set.py's PID (not its group) stops run_experiment.sh and train.py too."""
     exp = tmp_path / "exp"
@@ -141,23 +171,24 @@ def test_killing_the_launcher_alone_stops_its_whole_tree(demo_root, tmp_path):
                             # folds one after another, so that a fold not yet started shows the launcher stopped
                             env={**os.environ, "FSDTAG_CPU_JOBS": "1"})
 
-    def tree() -> list[str]:
-        out = subprocess.run(["pgrep", "-f", str(exp)], capture_output=True, text=True).stdout
-        return [pid for pid in out.split() if int(pid) != proc.pid]
-
+    tree: set[int] = set()  # the launcher's descendants (run_experiment.sh, its folds), by parent PID
     deadline = time.time() + 120
     while time.time() < deadline and not paths.log_path(exp, DEMO, 1, "it0").exists():
+        tree |= descendants(proc.pid)
         time.sleep(0.2)  # until fold 1 is inside its epochs
-    assert tree(), "the schedule should be running"
+    tree |= descendants(proc.pid)
+    assert tree, "the schedule should be running"
     os.kill(proc.pid, signal.SIGTERM)
     try:
         _, err = proc.communicate(timeout=60)
     finally:
-        subprocess.run(["pkill", "-9", "-f", str(exp)])  # never leave a schedule running behind a failed test
+        for pid in tree:  # never leave this test's own processes running behind a failure
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 128 + signal.SIGTERM and "SIGTERM passed on" in err
     deadline = time.time() + 30
-    while time.time() < deadline and tree():
+    while time.time() < deadline and any(alive(pid) for pid in tree):
         time.sleep(0.2)
-    assert tree() == []
+    assert not any(alive(pid) for pid in tree)
     assert not paths.log_path(exp, DEMO, 2, "it0").exists()  # run_experiment.sh did not go on to fold 2
     assert json.loads(paths.log_path(exp, DEMO, 1, "it0").read_text())["finished"] is False
