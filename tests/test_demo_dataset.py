@@ -28,6 +28,7 @@ from utils.demo.dataset import (
     plan_dataset,
 )
 from utils.demo.synth import CLASSES, ClipSource
+from utils.errors import InputError
 
 TINY_CLASSES = ["Bass_drum", "Cello", "Glockenspiel", "Hi-hat", "Oboe"]
 TINY = dict(clips_per_class=6, test_clips_per_class=3, seed=7, classes=TINY_CLASSES)
@@ -294,7 +295,7 @@ def test_skip_rebuild_and_refuse(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
     (real / "train.csv").write_text("fname,label,manually_verified\n")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(InputError, match="not a demo build; refusing to overwrite it"):
         build_demo_dataset(real, **small)
     with pytest.raises(ValueError):
         build_demo_dataset(tmp_path / "bad", 1, 1, 0, classes=["Kazoo"])

@@ -22,7 +22,7 @@ from utils.live.predictors import load_predictor
 from utils.live.sources import Block, FileSource, MicSource, NoInputDevice
 from utils.live.tagger import LiveTagger, run_stream
 from utils.live.views import ViewFigure, draw_view, save_view
-from utils.model_files import load_model_file
+from utils.model_files import load_model_file, model_settings
 from utils.spectrogram import spectrogram_v2, to_int16
 
 MODEL = "models/vgg_gap_demo_no_pp.py"
@@ -87,10 +87,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
         assert code == 0
     train = pd.read_csv(root / "train.csv")
     specs = [np.load(root / "specs_train_v2_no_pp" / f.replace(".wav", ".npy")) for f in train.fname]
-    model = load_model_file(MODEL).build_model(len(CLASSES))
+    module = load_model_file(MODEL)
+    model = module.build_model(len(CLASSES))
     _train(model, specs, [CLASSES.index(c) for c in train.true_label])
     params = root / "params.pt"
-    torch.save({"state_dict": model.state_dict(), "config": {"classes": CLASSES, "model": MODEL}}, params)
+    torch.save({"state_dict": model.state_dict(),
+                "config": {"classes": CLASSES, "model": MODEL, "settings": model_settings(module)}}, params)
     out = {"root": root, "model": model, "params": params}
     out["clip"] = _pick_clip(out)
     return out

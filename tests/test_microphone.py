@@ -28,7 +28,7 @@ import torch
 from tests.helpers import tone
 from utils.live.features import SAMPLE_RATE, OnlineV2
 from utils.live.predictors import TorchPredictor
-from utils.model_files import load_model_file
+from utils.model_files import load_model_file, model_settings
 from utils.paths import REPO
 from utils.predict import load_trained_model
 
@@ -172,9 +172,11 @@ def params(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained weights: this test checks the audio path, not what the network knows."""
     with torch.random.fork_rng():  # seeded, without reseeding the other tests' generator
         torch.manual_seed(0)
-        model = load_model_file(MODEL).build_model(len(CLASSES))
+        module = load_model_file(MODEL)
+        model = module.build_model(len(CLASSES))
     path = tmp_path_factory.mktemp("mic_params") / "params.pt"
-    torch.save({"state_dict": model.state_dict(), "config": {"classes": CLASSES, "model": MODEL}}, path)
+    torch.save({"state_dict": model.state_dict(),
+                "config": {"classes": CLASSES, "model": MODEL, "settings": model_settings(module)}}, path)
     return path
 
 
