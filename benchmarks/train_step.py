@@ -8,7 +8,7 @@ only speed is measured):
 1. data path capacity alone: excerpts/s cut on the host (numpy, then copied) against gathered on the device;
 2. train.py's own step (utils.fold_run.FoldRun.step) for vgg_gap_spec1_2 at the writeup's batch size: samples/s
    in eager float32 against mixed precision, channels_last and torch.compile, each with the share of the step
-   the data takes and the peak memory;
+   the data takes, the peak memory and the achieved TFLOP/s (against the chip's bf16 peak where known);
 3. folds on one device: total samples/s of separate fold processes stepping at the same time against one process
    stepping the fold models in turn (train.py --fold 1 2 3 4);
 4. validation (whole clips) and self-verification (25 excerpts per clip) rates, and from all of these the
@@ -41,6 +41,11 @@ N_CLIPS, N_VERIFIED, N_UNVERIFIED, N_CLASSES, FOLDS = 9473, 3710, 5763, 41, 4
 PRETRAIN_EPOCHS, ITERATIONS, FINE_TUNE_EPOCHS, K_PER_CLASS, N_EXCERPTS = 500, 10, 30, 40, 25
 FULL_MODELS = ("models/vgg_gap_spec2.py", "models/vgg_gap_spec1_1.py", "models/vgg_gap_spec1_2.py")
 MAX_LEN, BINS = 3000, 128
+# vgg_gap_spec1_2 (64 base filters) costs 29.0 GFLOP per 384-frame training sample, forward and backward; other
+# widths scale with the square of the base filters, other excerpts with their length
+GFLOP_PER_SAMPLE, GFLOP_WIDTH, GFLOP_FRAMES = 29.0, 64, 384
+# dense bf16 tensor-core peaks (TFLOP/s, vendors' data sheets), to set the achieved rate against
+BF16_PEAK = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "4090": 165.0}
 
 
 def synthetic_specs(n_clips: int, seed: int = 0) -> list[np.ndarray]:
@@ -49,6 +54,13 @@ def synthetic_specs(n_clips: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.lognormal(6.5, 0.8, n_clips), 50, MAX_LEN).astype(int)
     return [rng.standard_normal((n, BINS), dtype=np.float32).T for n in lengths]
+
+
+def achieved_tflops(samples_s: float, width: int, excerpt_len: int, device_name: str) -> str:
+    """The step's arithmetic rate, and its share of the chip's bf16 peak where that is known."""
+    tflops = samples_s * GFLOP_PER_SAMPLE * (width / GFLOP_WIDTH) ** 2 * excerpt_len / GFLOP_FRAMES / 1000
+    peak = next((v for k, v in BF16_PEAK.items() if k in device_name), None)
+    return f"{tflops:6.2f} TFLOP/s" + (f" ({100 * tflops / peak:.1f}% of {peak:.0f} bf16)" if peak else "")
 
 
 def sync(device: torch.device) -> None:
@@ -216,7 +228,8 @@ def main() -> None:
         rates[label] = step_rate([run], args.steps, args.warmup, device)
         share = data_s[on_device] / (args.batch_size / rates[label])
         print(f"   {label:34s} {rates[label]:8.1f} samples/s ({rates[label] / rates['eager float32']:.2f}x)  "
-              f"data {100 * share:4.1f}% of the step  peak {peak_mib(device):7.0f} MiB", flush=True)
+              f"data {100 * share:4.1f}% of the step  peak {peak_mib(device):7.0f} MiB  "
+              f"{achieved_tflops(rates[label], run.model.features[0].out_channels, excerpt_len, name)}", flush=True)
         if rates[label] == max(rates.values()):
             best_run, best_label, (b_amp, b_cl, b_comp) = run, label, (v_amp, cl, comp)
         del run

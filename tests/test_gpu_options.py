@@ -21,7 +21,9 @@ DEMO = "models/vgg_gap_demo.py"
 
 
 def train_args(demo_root, exp_root, *extra):
-    return ["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp_root),
+    # pinned to the CPU: these tests compare runs bit for bit, which cuDNN's algorithm choices would break on a GPU
+    # (benchmarks/gpu_check.py compares the CUDA paths within tolerances)
+    return ["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp_root), "--device", "cpu",
             "--spec_dir", "specs_train_v1", "--max_len", "600", *extra]
 
 

@@ -24,7 +24,8 @@ DEMO = "models/vgg_gap_demo.py"
 
 
 def train_args(demo_root, exp_root, *extra):
-    return ["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp_root),
+    # pinned to the CPU: resumed and uninterrupted runs are compared bit for bit (cuDNN would differ by rounding)
+    return ["--model", DEMO, "--data_root", str(demo_root), "--exp_root", str(exp_root), "--device", "cpu",
             "--spec_dir", "specs_train_v1", "--max_len", "800", *extra]
 
 

@@ -24,7 +24,7 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: in
 class VGGGAP(nn.Module):
     """Input (N, 1, 128, T) with T >= 256; output class logits (N, n_classes)."""
 
-    def __init__(self, nf: int, n_classes: int = 41, dropout: float = 0.3, dropout_head: float = 0.5):
+    def __init__(self, nf: int, n_classes: int, dropout: float = 0.3, dropout_head: float = 0.5):
         super().__init__()
         d, dh = dropout, dropout_head
         self.features = nn.Sequential(
