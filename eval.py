@@ -27,19 +27,10 @@ from utils import paths
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
 from utils.device import pick_device
 from utils.errors import InputError
-from utils.evaluation import (
-    SETS,
-    Results,
-    class_prior,
-    describe_missing,
-    encode_labels,
-    predict_clips,
-    report_and_plot,
-    save_results,
-    select_clips,
-)
+from utils.evaluation import class_prior, describe_missing, encode_labels, predict_clips, report_and_plot, select_clips
 from utils.metrics import top_k
 from utils.predict import check_spec_folder, load_trained_model
+from utils.results import SETS, Results, save_results
 from utils.vgg_gap import MIN_FRAMES
 
 

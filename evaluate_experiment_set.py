@@ -26,20 +26,12 @@ import prepare_submission
 from utils import paths
 from utils.cli import run_cli
 from utils.dataset_csv import is_kaggle, read_test_csv
-from utils.evaluation import (
-    LEADERBOARD_SETS,
-    TOP_K,
-    Results,
-    fuse,
-    load_results,
-    read_submission,
-    report_and_plot,
-    score_submission,
-    select_clips,
-)
+from utils.evaluation import report_and_plot, select_clips
 from utils.launch.schedule import read_best_iterations
 from utils.metrics import accuracy, map_at_k, map_at_k_ranked, top_k
 from utils.paths import add_root_args
+from utils.results import Results, fuse, load_results
+from utils.submission import LEADERBOARD_SETS, TOP_K, read_submission, score_submission
 
 
 def run(script, argv: list[str]) -> None:

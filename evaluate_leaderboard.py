@@ -14,7 +14,8 @@ from pathlib import Path
 
 from utils import paths
 from utils.cli import run_cli
-from utils.evaluation import read_submission, report_and_plot, score_submission, submission_classes, unknown_labels
+from utils.evaluation import report_and_plot
+from utils.submission import read_submission, score_submission, submission_classes, unknown_labels
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from utils.cli import run_cli
 from utils.errors import InputError, MissingFile
-from utils.evaluation import SETS, fuse, load_results, save_results
+from utils.results import SETS, fuse, load_results, save_results
 
 GLOB_CHARS = set("*?[")
 

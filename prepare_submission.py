@@ -15,7 +15,8 @@ from utils import paths
 from utils.cli import run_cli
 from utils.dataset_csv import read_test_csv
 from utils.errors import DataError
-from utils.evaluation import Results, load_results, write_submission
+from utils.results import Results, load_results
+from utils.submission import write_submission
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

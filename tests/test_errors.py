@@ -19,10 +19,11 @@ import soundfile as sf
 from utils.atomic import WriteError, atomic_write, save_json, save_npy, save_text, save_torch
 from utils.cli import run_cli
 from utils.dataset_csv import DataError
-from utils.evaluation import Results, read_submission, save_results
 from utils.folds import load_folds, make_folds
 from utils.labels import FSDKAGGLE2018_CLASSES
 from utils.paths import REPO
+from utils.results import Results, save_results
+from utils.submission import read_submission
 
 CLASSES = list(FSDKAGGLE2018_CLASSES[:5])
 TORCH_SHORT_WRITE = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"

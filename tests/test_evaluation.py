@@ -15,9 +15,9 @@ import fusion
 import prepare_submission
 import train
 from utils.dataset_csv import DataError
-from utils.evaluation import Results, load_results, save_results
 from utils.metrics import map_at_k
 from utils.paths import REPO
+from utils.results import Results, load_results, save_results
 
 pytestmark = pytest.mark.slow  # every test here needs the model the setup fixture trains
 

@@ -17,8 +17,8 @@ from utils.paths import REPO
 
 CORE = ["atomic", "audio", "cli", "dataset_csv", "dataset_import", "device", "errors", "evaluation",
         "excerpt_source", "fold_run", "folds", "labels", "metrics", "model_files", "paths", "plots", "predict",
-        "resume", "self_verification", "spec_data", "spec_store", "spectrogram", "spectrogram_cache", "training",
-        "vgg_gap"]
+        "results", "resume", "self_verification", "spec_data", "spec_store", "spectrogram", "spectrogram_cache",
+        "submission", "training", "vgg_gap"]
 SIDE = ("utils.demo", "utils.live", "utils.launch")
 
 

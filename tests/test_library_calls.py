@@ -38,8 +38,9 @@ def test_f1_is_the_exact_ratio():
 
 
 # the evaluation report built on them
-from utils.evaluation import NOT_A_CLASS, report_and_plot, unknown_labels  # noqa: E402
+from utils.evaluation import report_and_plot  # noqa: E402
 from utils.labels import FSDKAGGLE2018_CLASSES  # noqa: E402
+from utils.submission import NOT_A_CLASS, unknown_labels  # noqa: E402
 
 
 def test_unknown_labels_are_counted():

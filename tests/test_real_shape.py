@@ -10,7 +10,7 @@ import pandas as pd
 
 import evaluate_experiment_set
 from utils.demo.dataset import PARAMS_FILE
-from utils.evaluation import load_results
+from utils.results import load_results
 
 
 def test_evaluate_experiment_set_predicts_every_test_row(demo_root: Path, local_demo_schedule, tmp_path, capsys):
