@@ -41,6 +41,7 @@ from utils.model_files import build_network, load_model_file, model_settings
 from utils.predict import check_spec_folder, load_params, load_state
 from utils.resume import data_fingerprint, fold_lock
 from utils.spec_data import load_spectrograms
+from utils.training import resolve_stage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,18 +91,8 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     # settings: the model file's, for pretraining or fine-tuning, with --epochs keeping the schedule's shape
     module = load_model_file(args.model)
     settings = model_settings(module)
-    if args.fine_tune:
-        base_lr, epochs, decay_from = (settings["fine_tune_lr"], settings["fine_tune_epochs"],
-                                       settings["fine_tune_decay_from"])
-        alpha = 0.0  # no mixup when fine-tuning
-    else:
-        base_lr, epochs, decay_from = settings["lr"], settings["epochs"], settings["decay_from"]
-        alpha = settings["mixup_alpha"]
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.epochs is not None:
-        decay_from = round(decay_from * args.epochs / epochs)
-        epochs = args.epochs
+    stage = resolve_stage(settings, args.fine_tune, args.epochs)
+    base_lr, epochs, decay_from, alpha = stage.base_lr, stage.epochs, stage.decay_from, stage.mixup_alpha
     if args.valid_batch_size is not None and args.valid_batch_size < 1:
         raise InputError(f"--valid_batch_size must be at least 1, got {args.valid_batch_size}")
     train_on = args.train_on or ("verified" if args.fine_tune else "all")

@@ -283,3 +283,19 @@ def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
     # fold 1 ran again and resumed its finished run: its log holds both runs, appended, each with its header
     log = (tmp_path / "logs" / "tiny_fold1.log").read_text()
     assert log.count("=== ") == 2 and "epoch   1/1" in log and "resuming" in log
+
+
+def test_one_stage_rule_for_train_and_the_schedule():
+    """train.py trains with resolve_stage and the schedule records it: --epochs keeps the decay's fraction."""
+    from utils.model_files import load_model_file, model_settings
+    from utils.training import resolve_stage
+
+    settings = model_settings(load_model_file(DEMO))
+    pre, fine = resolve_stage(settings, False), resolve_stage(settings, True)
+    assert (pre.epochs, pre.decay_from, pre.mixup_alpha) == (settings["epochs"], settings["decay_from"],
+                                                             settings["mixup_alpha"])
+    assert fine.mixup_alpha == 0.0 and fine.base_lr == settings["fine_tune_lr"]
+    short = resolve_stage(settings, False, epochs=7)
+    assert short.epochs == 7 and short.decay_from == round(settings["decay_from"] * 7 / settings["epochs"])
+    with pytest.raises(ValueError, match="--epochs must be at least 1, got 0"):
+        resolve_stage(settings, True, epochs=0)

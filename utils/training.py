@@ -2,11 +2,37 @@
 the random state each fold keeps when folds share a process."""
 
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from utils.errors import InputError
+
+
+@dataclass(frozen=True)
+class Stage:
+    """How a pretraining or fine-tuning run trains: its learning rate, epochs, decay start and mixup."""
+    base_lr: float
+    epochs: int
+    decay_from: int
+    mixup_alpha: float
+
+
+def resolve_stage(settings: dict[str, Any], fine_tune: bool, epochs: int | None = None) -> Stage:
+    """A model file's settings for the stage; --epochs keeps the schedule's shape (the decay starts at the same
+    fraction). train.py trains with it and the schedule records it, so the two cannot disagree."""
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    if fine_tune:  # no mixup when fine-tuning
+        stage = Stage(settings["fine_tune_lr"], settings["fine_tune_epochs"], settings["fine_tune_decay_from"], 0.0)
+    else:
+        stage = Stage(settings["lr"], settings["epochs"], settings["decay_from"], settings["mixup_alpha"])
+    if epochs is None:
+        return stage
+    return Stage(stage.base_lr, epochs, round(stage.decay_from * epochs / stage.epochs), stage.mixup_alpha)
 
 
 def lr_at(epoch: int, base_lr: float, epochs: int, decay_from: int) -> float:

@@ -17,6 +17,7 @@ from utils.atomic import save_json
 from utils.errors import InputError, MissingFile
 from utils.folds import fold_numbers, has_unverified, load_folds
 from utils.model_files import load_model_file, model_settings
+from utils.training import resolve_stage
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,7 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
         iterations = 0
 
     def train_settings(model: str, fine_tune: bool, **extra: Any) -> dict[str, Any]:
-        own = model_settings(load_model_file(model))
-        resolved = epochs if epochs is not None else own["fine_tune_epochs" if fine_tune else "epochs"]
+        resolved = resolve_stage(model_settings(load_model_file(model)), fine_tune, epochs).epochs
         return {"seed": seed, "max_len": preset.max_len, "epochs": resolved, "fine_tune": fine_tune, **extra}
 
     roots = ["--data_root", str(data_root), "--exp_root", str(exp_root), "--max_len", str(preset.max_len)]
