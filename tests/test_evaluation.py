@@ -14,10 +14,12 @@ import evaluate_leaderboard
 import fusion
 import prepare_submission
 import train
+from utils.atomic import save_json
 from utils.dataset_csv import DataError
 from utils.metrics import map_at_k
-from utils.paths import REPO
+from utils.paths import MANIFEST_NAME, REPO
 from utils.results import Results, load_results, save_results
+from utils.spectrogram_cache import build_manifest
 
 pytestmark = pytest.mark.slow  # every test here needs the model the setup fixture trains
 
@@ -42,8 +44,9 @@ def setup(tmp_path_factory):
     (their audio was empty): one scored, one Ignored."""
     root, exp = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("exp")
     rng = np.random.default_rng(0)
-    (root / "specs_train_v1").mkdir()
-    (root / "specs_test_v1").mkdir()
+    for split in ("train", "test"):  # synthetic spectrograms, in folders that say which features they hold
+        (root / f"specs_{split}_v1").mkdir()
+        save_json(root / f"specs_{split}_v1" / MANIFEST_NAME, build_manifest(1, True))
     rows = []
     for i in range(120):
         fname = f"{i:08x}.wav"
@@ -130,6 +133,7 @@ def test_eval_refuses_a_set_without_any_spectrogram(setup, tmp_path):
     root, exp = setup
     other = tmp_path / "root"
     (other / "specs_test_v1").mkdir(parents=True)
+    save_json(other / "specs_test_v1" / MANIFEST_NAME, build_manifest(1, True))  # the folder, made, but empty
     for name in ("train.csv", "test_post_competition.csv"):
         (other / name).symlink_to(root / name)
     with pytest.raises(DataError, match="none of the 32 clips .* has a spectrogram"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train
+from benchmarks.gpu_check import QUICK_MODEL
 from tests.helpers import write_train_csv
 from utils import paths
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts, excerpt_source
@@ -31,8 +32,8 @@ def run(demo_root, exp_root, *extra):
     train.main(train.parse_args(train_args(demo_root, exp_root, *extra)))
 
 
-def checkpoint(exp_root, fold=1, tag="it0"):
-    return torch.load(paths.checkpoint_path(exp_root, DEMO, fold, tag), weights_only=True)
+def checkpoint(exp_root, fold=1, tag="it0", model=DEMO):
+    return torch.load(paths.checkpoint_path(exp_root, model, fold, tag), weights_only=True)
 
 
 def assert_same_training(a, b, exact=False):
@@ -127,9 +128,12 @@ def test_training_on_the_device_path_equals_the_host_path(demo_root, tmp_path):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains_and_resumes_equal(demo_root, tmp_path, monkeypatch, amp):
-    common = ("--fold", "1", "--epochs", "2", "--amp", amp)
+    # the GPU check's 4-filter net: fp16's backward pass is emulated on a CPU (28 s a demo-net step)
+    tiny = tmp_path / "tiny_net.py"
+    tiny.write_text(QUICK_MODEL)
+    common = ("--fold", "1", "--epochs", "2", "--amp", amp, "--model", str(tiny))
     run(demo_root, tmp_path / "whole", *common)
-    whole = checkpoint(tmp_path / "whole")
+    whole = checkpoint(tmp_path / "whole", model=tiny)
     assert whole["config"]["amp"] == amp and whole["epoch"] == 2
     assert all(np.isfinite(r["train_loss"]) for r in whole["history"])
     if amp == "fp16":  # the scaler's state travels with the checkpoint (bf16 needs no scaler)
@@ -141,15 +145,15 @@ def test_mixed_precision_trains_and_resumes_equal(demo_root, tmp_path, monkeypat
         interrupt_before_epoch(patch, stop_at=1)
         with pytest.raises(Interrupted):
             run(demo_root, tmp_path / "broken", *common)
-    assert checkpoint(tmp_path / "broken")["epoch"] == 1
+    assert checkpoint(tmp_path / "broken", model=tiny)["epoch"] == 1
     run(demo_root, tmp_path / "broken", *common)
-    broken = checkpoint(tmp_path / "broken")
+    broken = checkpoint(tmp_path / "broken", model=tiny)
     assert_same_training(whole, broken)
     if amp == "fp16":
         assert broken["scaler"] == whole["scaler"]
     # mixed precision is substance: resuming it in full precision is refused, naming the setting
     with pytest.raises(ValueError, match="amp: 'bf16' -> False|amp: 'fp16' -> False"):
-        run(demo_root, tmp_path / "broken", "--fold", "1", "--epochs", "2")
+        run(demo_root, tmp_path / "broken", "--fold", "1", "--epochs", "2", "--model", str(tiny))
 
 
 def test_compiled_channels_last_step_resumes_in_eager_mode(demo_root, tmp_path, monkeypatch):
