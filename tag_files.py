@@ -34,12 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from utils.atomic import save_npz, save_text
-from utils.audio import TARGET_SR, min_samples
+from utils.audio import AUDIO_EXTENSIONS, TARGET_SR, min_samples
 from utils.cli import check_threads, cpu_cores, run_cli, set_threads
 from utils.errors import InputError, MissingFile
 from utils.tagging import Failure, FileTags, Tagger, init_worker, tag_one, worker_tag
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
 LIST_EXTENSIONS = {".txt", ".lst"}
 TABLE_ROWS = 20  # rows printed; the CSV has them all
 FILES_PER_WORKER = 8

@@ -27,6 +27,8 @@ import soundfile as sf
 from utils.errors import FsdtagError
 
 TARGET_SR = 32000
+# what every entry point reads (prepare_spectrograms.py, import_dataset.py, tag_files.py): libsndfile's formats
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
 
 # The seed's exact chain: normalise, cut leading silence, normalise again, then cut trailing silence by
 # cutting the leading silence of the reversed signal.

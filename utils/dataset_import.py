@@ -20,12 +20,12 @@ import pandas as pd
 
 from utils import paths
 from utils.atomic import WriteError, save_text
+from utils.audio import AUDIO_EXTENSIONS
 from utils.dataset_csv import read_test_csv, read_train_csv
 from utils.errors import DataError
 from utils.folds import DEFAULT_N_FOLDS, make_folds
 from utils.labels import FSDKAGGLE2018_CLASSES
 from utils.paths import KAGGLE_TEST_CSV
-from utils.spectrogram_cache import AUDIO_EXTENSIONS
 
 LAYOUTS = ("fsdkaggle2018", "fsdnoisy18k", "esc50", "folders", "csv")
 NAME_JOIN = "__"  # joins the folders of a relative path into one fname where file names repeat

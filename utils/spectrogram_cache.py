@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from utils.atomic import WriteError, save_json, save_npy, save_text
-from utils.audio import AudioError, sox_version
+from utils.audio import AUDIO_EXTENSIONS, AudioError, sox_version
 from utils.errors import FsdtagError, MissingFile
 from utils.paths import MANIFEST_NAME
 from utils.plots import has_display, pyplot, save_figure
 from utils.spec_store import file_identity
 from utils.spectrogram import spectrogram_from_file, spectrogram_params
 
-# the formats researchers' data sets come in that libsndfile (>= 1.1: mp3 too) and SoX both read
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 FAILED_NAME = "failed.txt"
 SOURCES_NAME = "sources.json"
 # how often a run saves the record of its finished clips: a killed run loses at most this much work
