@@ -34,7 +34,7 @@ from utils.dataset_csv import read_train_csv
 from utils.device import AMP_DTYPES, resolve_amp, setup_distributed
 from utils.errors import InputError
 from utils.excerpt_source import excerpt_source
-from utils.fold_run import FoldRun, fold_rows
+from utils.fold_run import FoldData, FoldRun, fold_rows
 from utils.folds import check_fold, fold_numbers, load_folds, split_fold
 from utils.labels import LabelEncoder
 from utils.model_files import build_network, load_model_file, model_settings
@@ -129,6 +129,7 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     base_config = {**vars(args), "data_root": str(data_root), "exp_root": str(exp_root), "settings": settings,
                    "classes": encoder.classes, "epochs": epochs, "decay_from": decay_from, "base_lr": base_lr,
                    "mixup_alpha": alpha, "train_on": train_on, "world_size": world, "amp": amp or False,
+                   "folds_in_process": len(args.fold),
                    "data_sha1": data_fingerprint(train_path, data_root / "folds.csv")}
     runs = []
     for k, (train_part, valid) in parts.items():
@@ -141,9 +142,9 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
                 raise InputError(f"{ini_path} was trained on other classes than {data_root / paths.TRAIN_CSV} lists")
             load_state(model, ini, ini_path, args.model)
         config = {**base_config, "fold": k, "n_train": len(train_part), "n_valid": len(valid)}
-        runs.append(FoldRun(k, model, fold_rows(train_part, row_of), encoder.encode(train_part["label"]),
-                            fold_rows(valid, row_of), encoder.encode(valid["label"]), source, config, args, world,
-                            rank, device))
+        data = FoldData(fold_rows(train_part, row_of), encoder.encode(train_part["label"]), fold_rows(valid, row_of),
+                        encoder.encode(valid["label"]))
+        runs.append(FoldRun(config, model, data, source, device, rank))
         if master:
             where = f"{device} x{world}" if world > 1 else f"{device}, {args.threads} threads" \
                 if device.type == "cpu" else str(device)

@@ -13,6 +13,7 @@ cuDNN's algorithms round otherwise:
   3. two folds stepped in one process train as two separate runs;
   4. self-verification's posteriors (random excerpts) and evaluation's (whole clips) equal the CPU's;
   5. an end-to-end run: two epochs of one fold on the carried spectrograms, evaluated on its validation clips;
+  6. that run's model as a bundle tags signals as on the CPU (needs librosa and soundfile there), files/s;
 then runs benchmarks.train_step for the figures (samples/s, data wait, peak memory, achieved TFLOP/s, folds in
 one process, self-verification rate, the projected 63-step schedule). It prints one summary table and writes it,
 with every section's output, to --out. Exit status 1 when a check failed."""
@@ -214,6 +215,27 @@ def check_end_to_end(data_root: Path, work: Path, device: str) -> str:
             + "; ".join(s.strip() for s in summary[-2:]))
 
 
+def check_bundle(work: Path, device: torch.device) -> str:
+    """The end-to-end run's model as a bundle tags signals on the device as on the CPU, and how fast. (The tagger
+    computes spectrograms from audio: it needs librosa and soundfile, which a bare GPU machine may lack.)"""
+    from utils.tagging import Tagger, bundle_member, make_bundle, save_bundle
+
+    bundle = work / "bundle.pt"
+    save_bundle(bundle, make_bundle([bundle_member(model_file, paths.params_path(work / "end_to_end", model_file,
+                                                                                  1, "it0"))]))
+    rng = np.random.default_rng(0)
+    signals = [0.1 * rng.standard_normal(32000 * 3).astype(np.float32) for _ in range(8)]
+    probs, rate = {}, 0.0
+    for where in ("cpu", str(device)):
+        tagger = Tagger.from_bundle(bundle, where)
+        started = time.perf_counter()
+        probs[where] = np.stack([tagger.tag(x, 32000) for x in signals])
+        rate = len(signals) / (time.perf_counter() - started)
+    diff = float(np.abs(probs["cpu"] - probs[str(device)]).max())
+    check(diff <= POSTERIOR_ATOL["float32"], f"the bundle's posteriors differ from the CPU's by {diff:.2e}")
+    return f"{len(signals)} 3-s signals: posteriors within {diff:.1e} of the CPU's; {rate:.1f} files/s on {device}"
+
+
 # ---- the figures -----------------------------------------------------------------------------------------------
 
 def figures(device: str, quick: bool) -> tuple[str, str]:
@@ -298,6 +320,7 @@ def main() -> int:
         ("2 folds in one process = separate", lambda: check_folds_in_one_process(data_root, work, dev)),
         ("posteriors = the CPU's", lambda: check_posteriors(data_root, device)),
         ("end to end: train 2 epochs, eval", lambda: check_end_to_end(data_root, work, dev)),
+        ("a bundle tags as on the CPU", lambda: check_bundle(work, device)),
     ]
     if not args.quick:  # compiling takes minutes on a CPU; the suite covers it in tests/test_gpu_options.py
         checks.insert(3, ("compiled channels_last resumes eagerly", lambda: check_compiled_resume(data_root, work,

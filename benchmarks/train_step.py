@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from itertools import chain, count
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ import torch
 from utils.device import AMP_DTYPES, pick_device, resolve_amp
 from utils.errors import StepFailed
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts
-from utils.fold_run import FoldRun
+from utils.fold_run import FoldData, FoldRun
 from utils.model_files import load_model_file, model_settings
 from utils.paths import REPO
 
@@ -96,13 +95,13 @@ def fold_run(model_file: str, source: HostExcerpts | DeviceExcerpts, n_clips: in
     rows = rng.permutation(n_clips)
     config = {"amp": amp or False, "max_len": MAX_LEN, "settings": settings, "exp_root": "/nonexistent",
               "base_lr": settings["lr"], "epochs": 1, "decay_from": 1, "seed": fold, "channels_last": channels_last,
-              "mixup_alpha": settings["mixup_alpha"], "classes": [str(c) for c in range(N_CLASSES)]}
-    args = SimpleNamespace(valid_batch_size=None, model=model_file, tag="bench", fold=[fold],
-                           channels_last=channels_last, compile=compile_)
+              "mixup_alpha": settings["mixup_alpha"], "classes": [str(c) for c in range(N_CLASSES)],
+              "valid_batch_size": None, "model": model_file, "tag": "bench", "fold": fold, "folds_in_process": 1,
+              "compile": compile_, "world_size": 1}
     torch.manual_seed(fold)
     model = load_model_file(model_file).build_model(N_CLASSES).to(device)
     labels = rng.integers(0, N_CLASSES, n_clips)
-    return FoldRun(fold, model, rows, labels[rows], rows[:8], labels[rows[:8]], source, config, args, 1, 0, device)
+    return FoldRun(config, model, FoldData(rows, labels[rows], rows[:8], labels[rows[:8]]), source, device)
 
 
 def step_rate(runs: list[FoldRun], steps: int, warmup: int, device: torch.device,

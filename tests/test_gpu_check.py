@@ -14,10 +14,10 @@ def test_quick_mode_runs_every_section(demo_root, tmp_path):
                            str(demo_root), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = out.read_text()
-    rows = [line for line in report.splitlines()[2:] if line and not line.startswith(("---", " "))][:7]
+    rows = [line for line in report.splitlines()[2:] if line and not line.startswith(("---", " "))][:8]
     names = ["device data path = host path", "bf16: trains, resumes", "fp16 + scaler: trains, resumes",
              "2 folds in one process = separate", "posteriors = the CPU's", "end to end: train 2 epochs, eval",
-             "figures (benchmarks.train_step)"]
+             "a bundle tags as on the CPU", "figures (benchmarks.train_step)"]
     assert [row[:40].strip() for row in rows] == names
     assert all(row[41:47].strip() == "ok" for row in rows), rows
     assert "samples/s" in report and "TFLOP/s" in report and "all 63 steps" in report  # train_step's output

@@ -7,6 +7,7 @@ its steps. So folds stepped together in one process train exactly as they would 
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +26,38 @@ from utils.resume import resume_differences
 from utils.training import EpochBatches, capture_rng, lr_at, mixup, mixup_weights, restore_rng, soft_cross_entropy
 
 
+@dataclass
+class FoldData:
+    """A fold's clips as rows of the shared store, with their class indices."""
+    train_rows: np.ndarray
+    train_y: np.ndarray
+    valid_rows: np.ndarray
+    valid_y: np.ndarray
+
+
 class FoldRun:
     """Set up (or resume) one fold; then per epoch `begin_epoch`, `step` for each of its batches, `end_epoch`."""
 
-    def __init__(self, fold: int, model: nn.Module, train_rows: np.ndarray, train_y: np.ndarray,
-                 valid_rows: np.ndarray, valid_y: np.ndarray, source: HostExcerpts | DeviceExcerpts,
-                 run_config: dict[str, Any], args: Any, world: int, rank: int, device: torch.device):
-        c = run_config
-        self.fold, self.config, self.source, self.device = fold, c, source, device
-        self.world, self.rank, self.master = world, rank, rank == 0
-        self.train_rows, self.valid_rows = train_rows, valid_rows
-        self.train_y, self.valid_y = to_device(train_y, device), to_device(valid_y, device)
+    def __init__(self, config: dict[str, Any], model: nn.Module, data: FoldData, source: HostExcerpts | DeviceExcerpts,
+                 device: torch.device, rank: int = 0):
+        """config is the run's, as train.py resolves it (its flags, the model file's settings, the stage) and as the
+        log and checkpoint record it; it alone says how the fold trains."""
+        c = config
+        self.fold, self.config, self.source, self.device = c["fold"], c, source, device
+        self.world, self.rank, self.master = c["world_size"], rank, rank == 0
+        self.train_rows, self.valid_rows = data.train_rows, data.valid_rows
+        self.train_y, self.valid_y = to_device(data.train_y, device), to_device(data.valid_y, device)
         self.amp = AMP_DTYPES.get(c["amp"]) if c["amp"] else None
         self.max_len, self.excerpt_len = c["max_len"], c["settings"]["excerpt_len"]
-        self.valid_batch_size = args.valid_batch_size or c["settings"]["valid_batch_size"]
+        self.valid_batch_size = c["valid_batch_size"] or c["settings"]["valid_batch_size"]
         exp_root = Path(c["exp_root"])
-        self.params_file = paths.params_path(exp_root, args.model, fold, args.tag)
-        self.log_file = paths.log_path(exp_root, args.model, fold, args.tag)
-        self.ckpt_file = paths.checkpoint_path(exp_root, args.model, fold, args.tag)
-        self.label = f"fold {fold} " if len(args.fold) > 1 else ""  # prefixes its lines when folds share a log
+        self.params_file = paths.params_path(exp_root, c["model"], self.fold, c["tag"])
+        self.log_file = paths.log_path(exp_root, c["model"], self.fold, c["tag"])
+        self.ckpt_file = paths.checkpoint_path(exp_root, c["model"], self.fold, c["tag"])
+        # prefixes its lines when folds share a process (and a log)
+        self.label = f"fold {self.fold} " if c["folds_in_process"] > 1 else ""
 
-        if args.channels_last:
+        if c["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         # fused Adam: one kernel for all parameters on a GPU instead of a dozen per parameter group
@@ -54,8 +66,8 @@ class FoldRun:
         self.start_epoch, self.best_loss, self.history = 0, math.inf, []
         if self.ckpt_file.is_file():
             self._resume()
-        step_model = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-        self.step_model = torch.compile(step_model) if args.compile else step_model
+        step_model = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        self.step_model = torch.compile(step_model) if c["compile"] else step_model
 
     def _resume(self) -> None:
         ckpt = torch.load(self.ckpt_file, map_location=self.device, weights_only=True)

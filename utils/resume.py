@@ -16,7 +16,7 @@ from utils.errors import StepFailed
 # change a run's numbers by rounding (and compiled code draws its dropout masks otherwise), not what it learns: a
 # checkpoint resumes whatever they are. Mixed precision is substance.
 WHERE_KEYS = ("data_root", "exp_root", "device", "threads", "data_on", "compile", "channels_last",
-              "valid_batch_size")
+              "valid_batch_size", "folds_in_process")
 PATH_KEYS = ("model", "train_file", "ini_params")  # compared by file name: a respelled path is the same file
 
 

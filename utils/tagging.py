@@ -59,7 +59,7 @@ def bundle_member(model_file: str | Path, params_file: str | Path) -> dict[str, 
     """One member of a bundle from a model file and a params file; loading them first refuses params that do
     not fit the model file (architecture, or the features it was trained on)."""
     model, config = load_trained_model(resolve_model_file(model_file), params_file)
-    settings = config.get("settings") or model_settings(load_model_file(resolve_model_file(model_file)))
+    settings = config["settings"]
     return {"model": portable_model_name(model_file), "spec_version": int(settings["spec_version"]),
             "preprocessing": bool(settings["preprocessing"]), "max_len": int(config["max_len"]),
             "batch_size": int(settings.get("valid_batch_size", 8)), "classes": list(config["classes"]),
