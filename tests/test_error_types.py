@@ -144,3 +144,11 @@ def test_tag_files_flags_are_checked_before_any_file(tmp_path, capsys, flags, me
     argv = ["--bundle", str(tmp_path / "no_bundle.pt"), str(tmp_path), "--out", str(tmp_path / "t.csv"), *flags]
     code, err = run_main(lambda _args: tag_files.main(tag_files.parse_args(argv)), capsys)
     assert code == 1 and message in err and err.count("\n") == 1
+
+
+def test_model_files_of_the_checkout_load_from_any_folder(tmp_path, monkeypatch):
+    """Presets, best_iterations.json and bundles name models/<variant>.py: scripts started elsewhere find them."""
+    monkeypatch.chdir(tmp_path)
+    assert load_model_file("models/vgg_gap_demo.py").__file__ == str(REPO / "models" / "vgg_gap_demo.py")
+    (tmp_path / "mine.py").write_text("def build_model(n_classes):\n    return None\n")
+    assert callable(load_model_file("mine.py").build_model)  # the working directory's own, too

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from utils.errors import InputError, MissingFile, UserCodeError
+from utils.paths import REPO
 
 # The writeup's training settings; a model file's SETTINGS override only what differs.
 SHARED_SETTINGS: dict[str, Any] = {
@@ -35,10 +36,19 @@ DEMO_SETTINGS: dict[str, Any] = {
 }
 
 
+def resolve_model_file(name: str | Path) -> Path:
+    """A model file's name: a relative one is looked up in this checkout first (the presets, best_iterations.json and
+    bundles name models/<variant>.py), then from the working directory."""
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    return REPO / path if (REPO / path).is_file() else path
+
+
 def load_model_file(path: str | Path) -> ModuleType:
     """Import a model file by path (no exec, no sys.path edits) and check its contract. A file that is not Python
     is refused in one line; one that raises while imported is the researcher's own code: UserCodeError."""
-    path = Path(path)
+    path = resolve_model_file(path)
     if path.is_dir():
         raise InputError(f"model file {path} is a folder; give a models/<variant>.py file")
     if not path.is_file():

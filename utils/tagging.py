@@ -34,7 +34,7 @@ from torch import nn
 from utils.audio import TARGET_SR, AudioError, audio_info, decoder_messages, read_audio, resample, to_mono
 from utils.device import pick_device
 from utils.errors import InputError
-from utils.model_files import build_network, load_model_file, model_settings
+from utils.model_files import build_network, load_model_file, model_settings, resolve_model_file
 from utils.paths import REPO
 from utils.predict import check_pairing, load_trained_model, predict_logits, weighted_average
 from utils.spectrogram import V1_PARAMS, V2_PARAMS, compute_spectrogram, spectrogram_from_file
@@ -89,14 +89,6 @@ def portable_model_name(model_file: str | Path) -> str:
         return resolved.relative_to(REPO).as_posix()
     except ValueError:
         return str(resolved)
-
-
-def resolve_model_file(name: str | Path) -> Path:
-    """A bundle's model file name: relative names are looked up in this checkout first, then the cwd."""
-    path = Path(name)
-    if path.is_absolute():
-        return path
-    return REPO / path if (REPO / path).is_file() else path
 
 
 def load_bundle(path: str | Path) -> dict[str, Any]:
