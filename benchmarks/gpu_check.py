@@ -13,7 +13,8 @@ cuDNN's algorithms round otherwise:
   3. two folds stepped in one process train as two separate runs;
   4. self-verification's posteriors (random excerpts) and evaluation's (whole clips) equal the CPU's;
   5. an end-to-end run: two epochs of one fold on the carried spectrograms, evaluated on its validation clips;
-  6. that run's model as a bundle tags signals as on the CPU (needs librosa and soundfile there), files/s;
+  6. that run's model as a bundle tags signals as on the CPU (needs librosa and soundfile there), files/s, and the
+     seed's whole ensemble (3 networks x 4 folds) tags files at a rate (not --quick);
 then runs benchmarks.train_step for the figures (samples/s, data wait, peak memory, achieved TFLOP/s, folds in
 one process, self-verification rate, the projected 63-step schedule). It prints one summary table and writes it,
 with every section's output, to --out. Exit status 1 when a check failed."""
@@ -236,6 +237,25 @@ def check_bundle(work: Path, device: torch.device) -> str:
     return f"{len(signals)} 3-s signals: posteriors within {diff:.1e} of the CPU's; {rate:.1f} files/s on {device}"
 
 
+def full_ensemble_rate(work: Path, device: torch.device) -> str:
+    """Files/s of the seed's whole ensemble (three networks x four folds, random weights: speed does not depend on
+    them) tagging 4-second signals on the device, spectrograms included."""
+    from benchmarks.tagging import random_bundle
+    from utils.tagging import Tagger
+
+    members = [(m, v, 3000) for m, v in (("models/vgg_gap_spec2.py", 2), ("models/vgg_gap_spec1_1.py", 1),
+                                         ("models/vgg_gap_spec1_2.py", 1)) for _ in range(4)]
+    tagger = Tagger.from_bundle(random_bundle(work / "full_bundle.pt", members, 41), str(device))
+    rng = np.random.default_rng(0)
+    signals = [0.1 * rng.standard_normal(32000 * 4).astype(np.float32) for _ in range(8)]
+    tagger.tag(signals[0], 32000)  # cuDNN's search and the first allocations
+    started = time.perf_counter()
+    for x in signals:
+        tagger.tag(x, 32000)
+    rate = len(signals) / (time.perf_counter() - started)
+    return f"{len(members)} members, {len(signals)} 4-s signals: {rate:.2f} files/s"
+
+
 # ---- the figures -----------------------------------------------------------------------------------------------
 
 def figures(device: str, quick: bool) -> tuple[str, str]:
@@ -322,9 +342,11 @@ def main() -> int:
         ("end to end: train 2 epochs, eval", lambda: check_end_to_end(data_root, work, dev)),
         ("a bundle tags as on the CPU", lambda: check_bundle(work, device)),
     ]
-    if not args.quick:  # compiling takes minutes on a CPU; the suite covers it in tests/test_gpu_options.py
+    if not args.quick:  # compiling takes minutes on a CPU (the suite covers it in tests/test_gpu_options.py), and
+        # the full ensemble's twelve networks as long
         checks.insert(3, ("compiled channels_last resumes eagerly", lambda: check_compiled_resume(data_root, work,
                                                                                                    dev)))
+        checks.append(("tagging, the full 3-model ensemble", lambda: full_ensemble_rate(work, device)))
     for label, run in checks:
         started = time.perf_counter()
         try:
