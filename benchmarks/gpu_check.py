@@ -49,7 +49,7 @@ from utils.spec_data import load_spectrograms
 from utils.training import mixup_weights
 
 MODEL = "models/vgg_gap_demo.py"  # the demo net: the checks compare paths, not what a full net learns
-# --quick: a 4-filter net, batches of 8, as the test suite's tiny models (fp16 convolutions' backward pass is
+# --quick: a 2-filter net, batches of 8, as the test suite's tiny models (fp16 convolutions' backward pass is
 # emulated on a CPU: 28 s a demo-net step), so that every path runs in seconds
 QUICK_MODEL = """from utils.model_files import DEMO_SETTINGS
 from utils.vgg_gap import VGGGAP
@@ -58,7 +58,7 @@ SETTINGS = {**DEMO_SETTINGS, "batch_size": 8}
 
 
 def build_model(n_classes):
-    return VGGGAP(nf=4, n_classes=n_classes)
+    return VGGGAP(nf=2, n_classes=n_classes)
 """
 SPEC_DIR = "specs_train_v1"
 MAX_LEN = 1500

@@ -128,7 +128,7 @@ def test_training_on_the_device_path_equals_the_host_path(demo_root, tmp_path):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains_and_resumes_equal(demo_root, tmp_path, monkeypatch, amp):
-    # the GPU check's 4-filter net: fp16's backward pass is emulated on a CPU (28 s a demo-net step)
+    # the GPU check's 2-filter net: fp16's backward pass is emulated on a CPU (28 s a demo-net step)
     tiny = tmp_path / "tiny_net.py"
     tiny.write_text(QUICK_MODEL)
     common = ("--fold", "1", "--epochs", "2", "--amp", amp, "--model", str(tiny))

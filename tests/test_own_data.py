@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+import eval as eval_script
 import prepare_spectrograms
+import train as train_script
 from tests.conftest import demo_schedule_args
 from utils import paths
 from utils.demo.dataset import PARAMS_FILE
+from utils.errors import DataError
 from utils.folds import fold_numbers, load_folds
 from utils.launch.schedule import PRESETS, build_schedule
 from utils.launch.slurm import batch_script
@@ -141,7 +145,7 @@ def test_fsdnoisy18k_noisy_part_and_a_test_split_scored_whole(demo_root, tmp_pat
     assert len(tags) == 4 and set(tags["label_1"]) <= set(NAMES.values())
 
 
-def test_a_csv_with_ten_folds_reaches_every_consumer(demo_root, tmp_path):
+def test_a_csv_with_ten_folds_reaches_every_consumer(demo_root, tmp_path, capsys):
     train, _ = demo_tables(demo_root)
     src = tmp_path / "recordings"
     train["site"] = ["north" if i % 2 else "south" for i in range(len(train))]
@@ -156,22 +160,23 @@ def test_a_csv_with_ten_folds_reaches_every_consumer(demo_root, tmp_path):
     run("import_dataset.py", "csv", str(src), "--data_root", str(root), "--csv", "meta.csv",
         "--audio_path", "recordings/{site}/{file_id}.wav", "--label_column", "species", "--fold_column", "fold")
     assert fold_numbers(load_folds(root)) == list(range(1, 11))
-    listed = run("train.py", "--model", "models/vgg_gap_demo.py", "--spec_dir", "specs_train_v1",
-                 "--data_root", str(root), "--list_folds").stdout.split()
-    assert listed == [str(k) for k in range(1, 11)]
+    # in this process: a subprocess per refusal would import torch each time
+    train_script.main(train_script.parse_args(["--model", "models/vgg_gap_demo.py", "--spec_dir", "specs_train_v1",
+                                 "--data_root", str(root), "--list_folds"]))
+    assert capsys.readouterr().out.split() == [str(k) for k in range(1, 11)]
     steps = build_schedule(PRESETS["demo"], "all", root, exp, 1)
     assert all(step.folds == list(range(1, 11)) for step in steps)
     assert [s.name for s in steps] == ["pretrain_vgg_gap_demo", "pretrain_vgg_gap_demo_v2"]  # all verified
     assert "#SBATCH --array=1-10" in batch_script(steps[0], 1, len(steps), exp, {})
-    bad = run("train.py", "--model", "models/vgg_gap_demo.py", "--spec_dir", "specs_train_v1", "--data_root",
-              str(root), "--fold", "11", check=False)
-    assert bad.returncode == 1 and "--fold must be in 1..10" in bad.stderr
+    with pytest.raises(ValueError, match=r"--fold must be in 1\.\.10"):
+        train_script.main(train_script.parse_args(["--model", "models/vgg_gap_demo.py", "--spec_dir", "specs_train_v1",
+                                     "--data_root", str(root), "--fold", "11"]))
     prepare(root, ("train",), versions=(1,))
     run("train.py", "--model", "models/vgg_gap_demo.py", "--spec_dir", "specs_train_v1", "--fold", "10",
         "--epochs", "1", "--max_len", "1500", "--data_root", str(root), "--exp_root", str(exp))
     out = run("eval.py", "--model", "models/vgg_gap_demo.py", "--fold", "10", "--set", "valid",
               "--data_root", str(root), "--exp_root", str(exp)).stdout
     assert "MAP@3" in out and "trumpet in B♭" in out
-    no_test = run("eval.py", "--model", "models/vgg_gap_demo.py", "--fold", "10", "--set", "test", "--data_root",
-                  str(root), "--exp_root", str(exp), check=False)
-    assert no_test.returncode == 1 and "has no test split" in no_test.stderr
+    with pytest.raises(DataError, match="has no test split"):
+        eval_script.main(eval_script.parse_args(["--model", "models/vgg_gap_demo.py", "--fold", "10", "--set", "test",
+                                                 "--data_root", str(root), "--exp_root", str(exp)]))
