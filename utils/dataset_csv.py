@@ -19,12 +19,22 @@ TEST_USAGE = "Test"  # what every row of a plain test.csv counts as: scored, on 
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    df = _load(path)
+    _require(path, df, columns)
+    return df
+
+
+def _load(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: malformed CSV ({str(e).splitlines()[0]})") from None
+
+
+def _require(path: Path, df: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """The columns, at least one clip, and bare, unique file names."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected header {','.join(columns)}")
@@ -32,7 +42,6 @@ def _read(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise DataError(f"{path}: no clips, only the header; it needs one row per clip "
                         f"({','.join(columns)})")
     _check_fnames(path, df)
-    return df
 
 
 def _line(row: int) -> int:
@@ -81,10 +90,9 @@ def read_test_csv(path: str | Path, classes: set[str] | None = None) -> pd.DataF
     or a plain fname,label CSV, which reads as if every row were scored ('usage' Test). `classes`, where given,
     are the training classes every scored label must be one of."""
     path = Path(path)
-    df = _read(path, TEST_COLUMNS)
+    df = _load(path)  # read once: its name or a usage column says which kind it is
     kaggle = path.name == KAGGLE_TEST_CSV or "usage" in df.columns
-    if kaggle:
-        df = _read(path, KAGGLE_TEST_COLUMNS)
+    _require(path, df, KAGGLE_TEST_COLUMNS if kaggle else TEST_COLUMNS)
     if kaggle:
         bad = ~df["usage"].isin(USAGES)
         if bad.any():
