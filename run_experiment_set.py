@@ -14,7 +14,8 @@ chained with --dependency=afterok, scripts and logs in <exp_root>/slurm/ (see ut
 same command again to resume, and --status to follow it (exit 1 when a fold failed).
 A finished step counts only if its outputs were made with the same settings (epochs, seed, thresholds, ...):
 otherwise the schedule is refused, naming the setting, unless --redo retrains it and its model's later steps.
---baseline runs the control: the same fine-tuning epochs on all labels, without self-verification."""
+--control all_labels / verified_only runs a control: the same fine-tuning iterations from the same pretrained
+models on train.csv's labels as given, without self-verification: all of them, or the verified clips alone."""
 
 import argparse
 from pathlib import Path
@@ -27,6 +28,7 @@ from utils.errors import InputError, MissingFile
 from utils.folds import fold_numbers, load_folds
 from utils.launch.local import run_local
 from utils.launch.schedule import (
+    CONTROLS,
     PRESETS,
     Preset,
     build_schedule,
@@ -49,8 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="passed to every training and verification step")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override every training step's epochs (quick trials; default: the model files')")
-    parser.add_argument("--baseline", action="store_true",
-                        help="fine-tune on all labels of train.csv instead of self-verified ones (the control)")
+    parser.add_argument("--control", choices=sorted(CONTROLS), default=None,
+                        help="fine-tune on train.csv's labels instead of self-verified ones: all_labels (noisy "
+                             "ones included; tags base1..) or verified_only (tags ver1..); the evidence's controls")
+    parser.add_argument("--top_probs_thresh", type=float, default=None,
+                        help="self-verification's posterior threshold (default: the preset's)")
     parser.add_argument("--dry_run", action="store_true", help="print the steps without running them")
     parser.add_argument("--redo", action="store_true",
                         help="retrain steps whose outputs were made with other settings (--epochs, --seed, ...) "
@@ -72,6 +77,8 @@ def check_flags(args: argparse.Namespace) -> None:
                                ("--num_gpus", args.num_gpus, 0)):
         if value is not None and value < least:
             raise InputError(f"{flag} must be at least {least}, got {value}")
+    if args.top_probs_thresh is not None and not 0 <= args.top_probs_thresh < 1:
+        raise InputError(f"--top_probs_thresh must be in [0, 1) (a posterior), got {args.top_probs_thresh}")
     data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
     if not data_root.is_dir():
         raise MissingFile(f"--data_root {data_root} is not a folder (it needs train.csv and the spectrograms)")
@@ -87,10 +94,11 @@ def main(args: argparse.Namespace) -> int:
     exp_root = paths.exp_root(args.exp_root).resolve()
     data_root = paths.data_root(args.data_root).resolve()
     steps = build_schedule(preset, args.experiment_set, data_root, exp_root,
-                           iterations, seed=args.seed, baseline=args.baseline, epochs=args.epochs)
+                           iterations, seed=args.seed, control=args.control, epochs=args.epochs,
+                           top_probs_thresh=args.top_probs_thresh)
     folds = fold_numbers(load_folds(data_root))
     print(f"{data_root}: {len(folds)} folds", flush=True)
-    if nothing_to_verify(data_root) and args.experiment_set != "pretrain" and not args.baseline:
+    if nothing_to_verify(data_root) and args.experiment_set != "pretrain" and args.control is None:
         print(f"{data_root / paths.TRAIN_CSV} has no unverified clips: self-verification has nothing to verify, so "
               "the schedule pretrains only (no fine-tuning iterations)", flush=True)
         iterations = 0
@@ -109,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
         # the outputs on disk say what is done whatever the launcher; slurm's queue adds what runs or failed
         statuses = slurm_status(steps, exp_root)
         code = print_status(statuses)
-        if all(s.state == "DONE" for s in statuses) and not args.baseline:
+        if all(s.state == "DONE" for s in statuses) and args.control is None:
             report_best(preset, exp_root, iterations, folds)  # a submitted schedule ends here, as a local run does
         return code
     if args.launcher == "slurm":
@@ -118,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     num_gpus = torch.cuda.device_count() if args.num_gpus is None else args.num_gpus
     run_local(steps, num_gpus, exp_root, dry_run=args.dry_run)
-    if not args.dry_run and not args.baseline:
+    if not args.dry_run and args.control is None:
         report_best(preset, exp_root, iterations, folds)
     return 0
 

@@ -23,7 +23,7 @@ from utils.errors import DataError, InputError
 from utils.folds import fold_numbers, has_unverified, load_folds, split_fold
 from utils.model_files import load_model_file, model_settings
 from utils.predict import check_spec_folder, load_trained_model, predict_excerpts, predict_logits
-from utils.self_verification import EXCERPTS_PER_PASS, accept, check_flags, summarize
+from utils.self_verification import EXCERPTS_PER_PASS, accept, check_flags, summarize, threshold_sweep
 from utils.spec_data import load_spectrograms
 
 
@@ -102,8 +102,10 @@ def self_verify(args: argparse.Namespace) -> dict:
     save_text(out_path, out.to_csv(index=False))
 
     table, totals = summarize(held_out, classes)
+    correct = (held_out["label"] == held_out["true_label"]).to_numpy() if "true_label" in held_out.columns else None
     summary = {"config": {**vars(args), "data_root": str(data_root), "exp_root": str(exp_root)},
-               "totals": totals, "per_class": table.to_dict(orient="records"), "output": str(out_path)}
+               "totals": totals, "per_class": table.to_dict(orient="records"),
+               "thresholds": threshold_sweep(labels, probs, args.k_per_class, correct), "output": str(out_path)}
     save_json(out_path.with_suffix(".summary.json"), summary)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     line = f"accepted {totals['accepted']} of {totals['candidates']} unverified held-out clips"

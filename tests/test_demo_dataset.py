@@ -17,7 +17,9 @@ from utils.demo.dataset import (
     FULL_SIZE,
     IGNORED_LABEL,
     PARAMS_FILE,
+    SMALL_DURATIONS,
     UNREADABLE,
+    WRONG_SHARE,
     DemoParams,
     _csv_texts,
     build_demo_dataset,
@@ -251,6 +253,24 @@ def test_full_size_plan() -> None:
     assert sum(r.broken == UNREADABLE for r in fewer) == 1
 
 
+def test_medium_size_plan() -> None:
+    """FSDKaggle2018's shares at 2,100 train clips, with the default's label noise on the unverified part."""
+    rows = plan_dataset(make_params(size="medium"))
+    train = [r for r in rows if r.split == "train"]
+    test = [r for r in rows if r.split == "test"]
+    assert len(train) == 2100 and sum(r.verified for r in train) == 822  # 3710 / 9473 of them
+    unverified = [r for r in train if not r.verified]
+    wrong = np.mean([r.label != r.spec.true_label for r in unverified])
+    assert abs(wrong - WRONG_SHARE) < 0.02 and all(r.label == r.spec.true_label for r in train if r.verified)
+    usage = {u: sum(r.usage == u for r in test) for u in ("Public", "Private", "Ignored")}
+    assert usage == {"Public": 67, "Private": 288, "Ignored": 1729}  # 355 scored = 1600 * 2100 / 9473
+    assert [r.broken for r in test if r.broken] == [EMPTY]
+    counts = [sum(r.spec.true_label == c for r in train) for c in CLASSES]
+    assert counts == [100] * len(CLASSES)
+    durations = np.array([r.spec.duration for r in rows if not r.broken])
+    assert durations.max() <= SMALL_DURATIONS[2] and 2.5 <= np.median(durations) <= 3.5
+
+
 @pytest.mark.slow
 def test_deterministic_and_seed_dependent(tiny: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
@@ -314,6 +334,7 @@ def test_cli_defaults() -> None:
     assert (args.padding_clips, args.empty_clips, args.unreadable_clips, args.broken_scored) == (None,) * 4
     args = parse_args(["--clips_per_class", "6", "--classes", "Cello", "Oboe"])
     assert args.test_clips_per_class == 2 and args.classes == ["Cello", "Oboe"]
+    assert parse_args(["--size", "medium"]).size == "medium"
     args = parse_args(["--size", "full", "--padding_clips", "100", "--broken_scored", "2"])
     assert args.size == "full" and args.padding_clips == 100 and args.broken_scored == 2
     with pytest.raises(SystemExit):

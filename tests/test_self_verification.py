@@ -17,11 +17,12 @@ from tests.conftest import demo_schedule_args
 from tests.helpers import write_train_csv
 from utils import paths
 from utils.dataset_csv import read_train_csv
+from utils.errors import InputError
 from utils.folds import load_folds
 from utils.launch.schedule import PRESETS, build_schedule
 from utils.paths import REPO
 from utils.predict import predict_excerpts
-from utils.self_verification import accept
+from utils.self_verification import accept, threshold_sweep
 from utils.spec_data import random_excerpt
 
 DEMO = "models/vgg_gap_demo.py"
@@ -40,6 +41,18 @@ def test_accept_all_three_conditions():
     # threshold 0 reproduces the seed code: agreement and cap only
     assert list(accept(labels, probs, 0.0, 40)) == [True, True, False, True]
     assert list(accept(np.array([0]), np.array([[0.5, 0.5 - 1e-6]]), 0.0, 40)) == [True]
+
+
+def test_threshold_sweep_counts_and_precision():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.97, 0.03], [0.6, 0.4], [0.2, 0.8], [0.01, 0.99]])
+    correct = np.array([True, False, True, False])  # clip 1's and clip 3's given labels are wrong
+    sweep = threshold_sweep(labels, probs, 40, correct, thresholds=(0.5, 0.9, 0.98))
+    assert sweep == [{"threshold": 0.5, "accepted": 4, "precision": 0.5},
+                     {"threshold": 0.9, "accepted": 2, "precision": 0.5},
+                     {"threshold": 0.98, "accepted": 1, "precision": 0.0}]
+    assert threshold_sweep(labels, probs, 1, None, thresholds=(0.5,)) == [{"threshold": 0.5, "accepted": 2}]
+    assert np.isnan(threshold_sweep(labels, probs, 40, correct, thresholds=(0.999,))[0]["precision"])
 
 
 class BandMeans(torch.nn.Module):
@@ -113,6 +126,12 @@ def test_only_held_out_unverified_clips_are_scored(demo_root, it0):
     assert newly.sum() == summary["totals"]["accepted"]
     assert (written["label"] == train_df["label"]).all()
     assert "acceptance_precision" in summary["totals"]
+    # the sweep: what each threshold would have accepted from the same posteriors, the run's own among them
+    sweep = {r["threshold"]: r for r in summary["thresholds"]}
+    assert sweep[0.5]["accepted"] == summary["totals"]["accepted"]
+    counts = [r["accepted"] for r in summary["thresholds"]]
+    assert counts == sorted(counts, reverse=True) and counts[0] > 0
+    assert all(0 <= r["precision"] <= 1 for r in summary["thresholds"] if r["accepted"])
 
 
 def test_clip_never_scored_by_a_model_that_trained_on_it(demo_root, it0, monkeypatch):
@@ -162,6 +181,29 @@ def test_full_schedule_has_63_steps(tmp_path):
     assert steps[-1].name == "finetune_vgg_gap_spec1_2_it10"
     assert len(build_schedule(PRESETS["full"], "pretrain", tmp_path, tmp_path)) == 3
     assert len(build_schedule(PRESETS["full"], "finetune", tmp_path, tmp_path)) == 60
+
+
+def test_controls_fine_tune_on_train_csv_with_their_own_tags(tmp_path):
+    write_train_csv(tmp_path)
+    preset = PRESETS["medium"]
+    for control, tag, train_on in (("all_labels", "base", "all"), ("verified_only", "ver", "verified")):
+        steps = build_schedule(preset, "finetune", tmp_path, tmp_path, 2, control=control)
+        assert [s.tag for s in steps] == [f"{tag}1", f"{tag}2"]  # no self-verification step
+        for s in steps:
+            assert s.command[s.command.index("--train_file") + 1] == "train.csv"
+            assert s.command[s.command.index("--train_on") + 1] == train_on
+            assert s.settings["train_on"] == train_on
+        assert steps[1].command[steps[1].command.index("--ini_params") + 1] == f"params_%d_{tag}1"
+    with pytest.raises(InputError, match="unknown control 'none'"):
+        build_schedule(preset, "finetune", tmp_path, tmp_path, control="none")
+    # the threshold given replaces the preset's in the verification step and in what its output records
+    verify = build_schedule(preset, "finetune", tmp_path, tmp_path, 1, top_probs_thresh=0.7)[0]
+    assert verify.name.startswith("self_verify_")
+    assert verify.command[verify.command.index("--top_probs_thresh") + 1] == "0.7"
+    assert verify.settings["top_probs_thresh"] == 0.7
+    with pytest.raises(InputError, match="--top_probs_thresh must be in"):
+        run_set(set_args(["--preset", "medium", "--top_probs_thresh", "1.5", "--data_root", str(tmp_path),
+                          "--exp_root", str(tmp_path / "exp")]))
 
 
 def test_dry_run_prints_every_step(tmp_path, capsys):

@@ -68,3 +68,21 @@ def summarize(held_out: pd.DataFrame, classes: list[str]) -> tuple[pd.DataFrame,
             "candidate_precision": float(correct.mean()) if len(held_out) else float("nan"),
         })
     return table, totals
+
+
+SWEEP_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def threshold_sweep(labels: np.ndarray, probs: np.ndarray, k_per_class: int, correct: np.ndarray | None,
+                    thresholds: tuple[float, ...] = SWEEP_THRESHOLDS) -> list[dict]:
+    """What other thresholds would have accepted from the same posteriors: per threshold the accepted count and,
+    where the true labels are known (correct: (N,) bool), the share of them that is right. It is what tells
+    whether a threshold below the writeup's 0.95 still accepts right labels only."""
+    rows = []
+    for t in thresholds:
+        mask = accept(labels, probs, t, k_per_class)
+        row = {"threshold": t, "accepted": int(mask.sum())}
+        if correct is not None:
+            row["precision"] = float(correct[mask].mean()) if mask.any() else float("nan")
+        rows.append(row)
+    return rows

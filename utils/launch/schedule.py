@@ -46,7 +46,17 @@ PRESETS = {
                    # NHWC convolutions: a demo-net step on one CPU thread 302 instead of 432 ms (1.43x), validation
                    # 91 instead of 192 ms (oneDNN's blocked layout suits 8-channel maps)
                    train_flags=("--channels_last",)),
+    # the medium default (make_demo_dataset.py --size medium), where benchmarks/self_verification.py measures the
+    # method: one 16-filter net, three rounds. 10 excerpts per clip, not 25: a round's verification then costs about
+    # one fine-tuning epoch on 2 CPU cores instead of three
+    "medium": Preset(models=(("models/vgg_gap_medium.py", "specs_train_v1"),),
+                     max_len=1500, iterations=3, top_probs_thresh=0.95, k_per_class=40, n_excerpts=10,
+                     train_flags=("--channels_last",)),
 }
+
+# The controls a self-verification schedule is compared against: the same fine-tuning iterations from the same
+# pretrained models, on train.csv's labels as given. name -> (tag prefix, the clips fine-tuned on)
+CONTROLS = {"all_labels": ("base", "all"), "verified_only": ("ver", "verified")}
 
 
 @dataclass
@@ -139,16 +149,21 @@ def train_logs(exp_root: Path, model: str, tag: str, folds: list[int]) -> list[P
 
 
 def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_root: Path, iterations: int | None = None,
-                   seed: int = 1, baseline: bool = False, epochs: int | None = None) -> list[Step]:
-    """The steps of 'pretrain', 'finetune' or 'all', over the data root's folds (its folds.csv). With baseline,
-    fine-tuning iterations train on all labels of train.csv (no self-verification) with the same epochs: the
-    control the evidence compares against. A data set without unverified clips has nothing to self-verify: its
-    schedule is the pretraining alone (see nothing_to_verify)."""
+                   seed: int = 1, control: str | None = None, epochs: int | None = None,
+                   top_probs_thresh: float | None = None) -> list[Step]:
+    """The steps of 'pretrain', 'finetune' or 'all', over the data root's folds (its folds.csv). With a control
+    (CONTROLS), the fine-tuning iterations train on train.csv's labels without self-verification, with the same
+    epochs: all of them, noisy ones included, or the verified clips alone; the controls the evidence compares
+    against. A data set without unverified clips has nothing to self-verify: its schedule is the pretraining
+    alone (see nothing_to_verify)."""
     iterations = preset.iterations if iterations is None else iterations
+    thresh = preset.top_probs_thresh if top_probs_thresh is None else top_probs_thresh
     py = sys.executable
     folds_table = load_folds(data_root)
     folds = fold_numbers(folds_table)
-    if not has_unverified(folds_table) and not baseline:
+    if control is not None and control not in CONTROLS:
+        raise InputError(f"unknown control {control!r}; choose one of {', '.join(CONTROLS)}")
+    if not has_unverified(folds_table) and control is None:
         iterations = 0
 
     def train_settings(model: str, fine_tune: bool, **extra: Any) -> dict[str, Any]:
@@ -167,34 +182,34 @@ def build_schedule(preset: Preset, experiment_set: str, data_root: Path, exp_roo
                               train_logs(exp_root, model, "it0", folds), model, "it0",
                               train_settings(model, False, spec_dir=spec_dir, train_on="all"), exp_root))
     if experiment_set in ("finetune", "all"):
-        prefix = "base" if baseline else "it"
+        prefix, train_on = CONTROLS[control] if control else ("it", "verified")
         for i in range(iterations):
             prev = "it0" if i == 0 else f"{prefix}{i}"
             new = f"{prefix}{i + 1}"
             for model, spec_dir in preset.models:
                 name = paths.model_name(model)
-                if baseline:
+                if control:
                     train_file = "train.csv"
                 else:
                     train_file = f"train_self_verified_{prev}.csv"
                     steps.append(Step(
                         f"self_verify_{name}_{prev}", False,
                         [py, "self_verify.py", "--model", model, "--spec_dir", spec_dir, *roots, "--tag", prev,
-                         "--out", train_file, "--top_probs_thresh", str(preset.top_probs_thresh),
+                         "--out", train_file, "--top_probs_thresh", str(thresh),
                          "--k_per_class", str(preset.k_per_class), "--stochastic",
                          "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)], folds,
                         [paths.run_dir(exp_root, model) / train_file], model, prev,
-                        {"seed": seed, "max_len": preset.max_len, "top_probs_thresh": preset.top_probs_thresh,
+                        {"seed": seed, "max_len": preset.max_len, "top_probs_thresh": thresh,
                          "k_per_class": preset.k_per_class, "n_excerpts": preset.n_excerpts, "stochastic": True,
                          "spec_dir": spec_dir}, exp_root))
                 steps.append(Step(
                     f"finetune_{name}_{new}", True,
                     [py, "train.py", "--model", model, "--spec_dir", spec_dir, *roots, "--fine_tune",
                      "--ini_params", f"params_%d_{prev}", "--train_file", train_file, "--tag", new,
-                     "--seed", str(seed), *epochs_args, *train_flags] + (["--train_on", "all"] if baseline else []),
+                     "--seed", str(seed), "--train_on", train_on, *epochs_args, *train_flags],
                     folds, train_logs(exp_root, model, new, folds), model, new,
-                    train_settings(model, True, spec_dir=spec_dir, train_file=train_file,
-                                   train_on="all" if baseline else "verified"), exp_root))
+                    train_settings(model, True, spec_dir=spec_dir, train_file=train_file, train_on=train_on),
+                    exp_root))
     return steps
 
 
