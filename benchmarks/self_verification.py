@@ -144,6 +144,37 @@ def report(results: dict) -> None:
     print(f"\nwall time {results['wall_s'] / 60:.0f} min")
 
 
+def markdown(results: dict) -> None:
+    """The README's tables: accuracy per arm beside the writeup's, then acceptance per round."""
+    seeds = results["seeds"]
+    picks = {"pretrained": lambda c: c["valid_acc"][0], "round 1": lambda c: c["valid_acc"][1],
+             "best round": lambda c: c["valid_acc"][c["best_round"]]}
+    print("| arm | after | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std | writeup |")
+    print("| --- | --- |" + " --- |" * (len(seeds) + 2))
+    for arm in ARMS:
+        for row, pick in picks.items():
+            if row == "pretrained" and arm != "self-verified":
+                continue
+            curves = [results["arms"][arm][str(s)] for s in seeds]
+            cells = [f"{pick(c):.3f}" + (f" (r{c['best_round']})" if row == "best round" else "") for c in curves]
+            writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
+            print(f"| {arm} | {row} | " + " | ".join(cells) + f" | {mean_std([pick(c) for c in curves])} | {writeup} |")
+    for control in ("all labels", "verified only"):
+        for row in ("round 1", "best round"):
+            diff = [picks[row](results["arms"]["self-verified"][str(s)]) - picks[row](results["arms"][control][str(s)])
+                    for s in seeds]
+            print(f"| self-verified - {control} | {row} | " + " | ".join(f"{d:+.3f}" for d in diff)
+                  + f" | **{np.mean(diff):+.3f} +- {np.std(diff, ddof=1):.3f}** | |")
+    print("\n| round | accepted (per seed) | acceptance precision (per seed) | noisy labels kept out |")
+    print("| --- | --- | --- | --- |")
+    for i in range(results["iterations"]):
+        totals = [results["acceptance"][str(s)][i] for s in seeds]
+        precisions = " / ".join(f"{t['acceptance_precision']:.3f}" for t in totals)
+        print(f"| {i + 1} | {' / '.join(str(t['accepted']) for t in totals)} of {totals[0]['candidates']} | "
+              f"{precisions} | "
+              f"{' / '.join(str(t['noisy_rejected']) for t in totals)} of {totals[0]['noisy_candidates']} |")
+
+
 def plot(results: dict, path: Path) -> None:
     plt = pyplot()
     seeds, n = results["seeds"], results["iterations"]
@@ -186,7 +217,14 @@ def main() -> None:
                         help="the writeup's threshold is kept if it accepts at least this share of the candidates")
     parser.add_argument("--precision", type=float, default=0.95,
                         help="else the lowest threshold whose acceptance precision reaches this")
+    parser.add_argument("--report", action="store_true",
+                        help="print the saved <exp_root>/self_verification.json's tables (and as markdown) again")
     args = parser.parse_args()
+    if args.report:
+        results = json.loads((Path(args.exp_root) / "self_verification.json").read_text())
+        report(results)
+        markdown(results)
+        return
     start = time.time()
     data_root, exp_root = Path(args.data_root).resolve(), Path(args.exp_root).resolve()
     prepare_data(data_root)
@@ -211,6 +249,7 @@ def main() -> None:
     results["wall_s"] = time.time() - start
     save_json(exp_root / "self_verification.json", results)
     report(results)
+    markdown(results)
     plot(results, exp_root / "self_verification.png")
     print(f"saved {exp_root / 'self_verification.json'} and {exp_root / 'self_verification.png'}")
 
