@@ -3,6 +3,7 @@
 python run_experiment_set.py --experiment_set all                  # the seed's 63 steps (preset full)
 python run_experiment_set.py --experiment_set all --preset demo    # the embedded default on a CPU
 python run_experiment_set.py --experiment_set all --dry_run        # print the steps only
+python run_experiment_set.py --experiment_set finetune --preset medium --control all_labels   # a control arm
 python run_experiment_set.py --experiment_set all --launcher slurm --slurm_args "--partition=gpu --time=2:00:00"
 python run_experiment_set.py --experiment_set all --launcher slurm --status   # each step's (and fold's) state
 
