@@ -122,11 +122,13 @@ def report(results: dict) -> None:
             writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
             print(f"{arm + ', ' + row:>26s} " + " ".join(f"{v:7.3f}" for v in values)
                   + f"   {mean_std(values)}   {writeup}")
-    for control in ("all labels", "verified only"):
+    for control in ("pretrained", "all labels", "verified only"):
         for row in ("round 1", "best round"):
-            diff = [rows[row](arms["self-verified"][str(s)]) - rows[row](arms[control][str(s)]) for s in seeds]
-            spread = max(np.std([rows[row](arms[a][str(s)]) for s in seeds], ddof=1) for a in ("self-verified",
-                                                                                                  control))
+            against = rows["pretrained"] if control == "pretrained" else rows[row]
+            arm = "self-verified" if control == "pretrained" else control
+            diff = [rows[row](arms["self-verified"][str(s)]) - against(arms[arm][str(s)]) for s in seeds]
+            spread = max(np.std([pick(arms[a][str(s)]) for s in seeds], ddof=1)
+                         for a, pick in (("self-verified", rows[row]), (arm, against)))
             print(f"self-verified - {control}, {row}: " + " ".join(f"{d:+.3f}" for d in diff)
                   + f"; mean {mean_std(diff)}; {'larger' if abs(np.mean(diff)) > spread else 'not larger'} than "
                   f"the seed spread of either arm ({spread:.3f})")
@@ -159,9 +161,11 @@ def markdown(results: dict) -> None:
             cells = [f"{pick(c):.3f}" + (f" (r{c['best_round']})" if row == "best round" else "") for c in curves]
             writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
             print(f"| {arm} | {row} | " + " | ".join(cells) + f" | {mean_std([pick(c) for c in curves])} | {writeup} |")
-    for control in ("all labels", "verified only"):
+    for control in ("pretrained", "all labels", "verified only"):
         for row in ("round 1", "best round"):
-            diff = [picks[row](results["arms"]["self-verified"][str(s)]) - picks[row](results["arms"][control][str(s)])
+            against = (lambda c: c["valid_acc"][0]) if control == "pretrained" else picks[row]
+            arm = "self-verified" if control == "pretrained" else control
+            diff = [picks[row](results["arms"]["self-verified"][str(s)]) - against(results["arms"][arm][str(s)])
                     for s in seeds]
             print(f"| self-verified - {control} | {row} | " + " | ".join(f"{d:+.3f}" for d in diff)
                   + f" | **{np.mean(diff):+.3f} +- {np.std(diff, ddof=1):.3f}** | |")

@@ -76,11 +76,14 @@ def test_report_and_figure(tmp_path, capsys):
     # paired with the all-labels arm at round 1: +0.05 each seed, larger than either arm's spread (0.010)
     assert "self-verified - all labels, round 1: +0.050 +0.050 +0.050; mean 0.050 +- 0.000; larger" in out
     assert "round 2: 150 of 300, precision 0.970 (0.700), noisy kept out 86 of 90" in out
+    assert "self-verified - pretrained, round 1: +0.100 +0.090 +0.080; mean 0.090 +- 0.010; larger" in out
     assert "all_labels: accuracy 0.500" in out
     bench.markdown(results)
     table = capsys.readouterr().out
     assert "| self-verified | best round | 0.700 (r1) | 0.710 (r1) | 0.690 (r1) | 0.700 +- 0.010 | 0.9601 |" in table
     assert "| self-verified - verified only | round 1 | +0.080 | +0.080 | +0.070 | **+0.077 +- 0.006** | |" in table
+    # against the same seed's pretrained it0: 0.70 - 0.60, 0.71 - 0.62, 0.69 - 0.61
+    assert "| self-verified - pretrained | round 1 | +0.100 | +0.090 | +0.080 | **+0.090 +- 0.010** | |" in table
     assert "| 2 | 150 / 150 / 150 of 300 | 0.970 / 0.970 / 0.970 | 86 / 86 / 86 of 90 |" in table
     bench.plot(results, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0
