@@ -17,7 +17,8 @@ clip's true label). Beside the nets: benchmarks/linear_baseline.py's logistic re
 The threshold: the writeup's 0.95, unless on the first seed's pretrained models it accepts less than
 --min_share of the candidates; then the lowest threshold whose acceptance precision there is at least
 --precision (the writeup does not report its own), stated in the output. Everything lands in
-<exp_root>/self_verification.json and self_verification.png; a killed run resumes where it stopped."""
+<exp_root>/self_verification.json and self_verification.png; a killed run resumes where it stopped (the wall time
+it reports is then the resumed run's)."""
 
 import argparse
 import json
@@ -38,6 +39,9 @@ from utils.plots import pyplot, save_figure
 
 PRESET = "medium"
 ARMS = {"self-verified": "it", "all labels": CONTROLS["all_labels"][0], "verified only": CONTROLS["verified_only"][0]}
+# the table's rows: which accuracy of an arm's curve (it0, round 1, the best round) each reports
+ROWS = {"pretrained": lambda c: c["valid_acc"][0], "round 1": lambda c: c["valid_acc"][1],
+        "best round": lambda c: c["valid_acc"][c["best_round"]]}
 WRITEUP = {"pretrained": 0.9387, "round 1": 0.9556, "best round": 0.9601}  # vgg_gap_spec1_1 on FSDKaggle2018
 
 
@@ -112,8 +116,7 @@ def report(results: dict) -> None:
         print(f"  > {r['threshold']:.2f}: accepts {r['accepted']:4d}, precision {r['precision']:.3f}")
     print("\nmean verified validation accuracy over the folds (best-loss epoch of each run)")
     print(f"{'':>26s} " + " ".join(f"{'seed ' + str(s):>7s}" for s in seeds) + "   mean +- std   writeup")
-    rows = {"pretrained": lambda c: c["valid_acc"][0], "round 1": lambda c: c["valid_acc"][1],
-            "best round": lambda c: c["valid_acc"][c["best_round"]]}
+    rows = ROWS
     for arm in ARMS:
         for row, pick in rows.items():
             if row == "pretrained" and arm != "self-verified":
@@ -149,8 +152,7 @@ def report(results: dict) -> None:
 def markdown(results: dict) -> None:
     """The README's tables: accuracy per arm beside the writeup's, then acceptance per round."""
     seeds = results["seeds"]
-    picks = {"pretrained": lambda c: c["valid_acc"][0], "round 1": lambda c: c["valid_acc"][1],
-             "best round": lambda c: c["valid_acc"][c["best_round"]]}
+    picks = ROWS
     print("| arm | after | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std | writeup |")
     print("| --- | --- |" + " --- |" * (len(seeds) + 2))
     for arm in ARMS:
@@ -163,7 +165,7 @@ def markdown(results: dict) -> None:
             print(f"| {arm} | {row} | " + " | ".join(cells) + f" | {mean_std([pick(c) for c in curves])} | {writeup} |")
     for control in ("pretrained", "all labels", "verified only"):
         for row in ("round 1", "best round"):
-            against = (lambda c: c["valid_acc"][0]) if control == "pretrained" else picks[row]
+            against = picks["pretrained"] if control == "pretrained" else picks[row]
             arm = "self-verified" if control == "pretrained" else control
             diff = [picks[row](results["arms"]["self-verified"][str(s)]) - against(results["arms"][arm][str(s)])
                     for s in seeds]
