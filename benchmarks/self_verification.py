@@ -108,33 +108,45 @@ def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else float('nan'):.3f}"
 
 
-def report(results: dict) -> None:
+def accuracy_rows(results: dict) -> list[tuple[str, str, list[dict]]]:
+    """(arm, row, each seed's curve) for the table: the pretrained row once, under the self-verified arm."""
+    return [(arm, row, [results["arms"][arm][str(s)] for s in results["seeds"]])
+            for arm in ARMS for row in ROWS if row != "pretrained" or arm == "self-verified"]
+
+
+def paired_differences(results: dict) -> list[tuple[str, str, list[float], float]]:
+    """(against, row, per-seed differences, the larger seed spread of the two sides): the self-verified arm against
+    its own pretrained models and against each control at the same row."""
     seeds, arms = results["seeds"], results["arms"]
+    out = []
+    for control in ("pretrained", "all labels", "verified only"):
+        for row in ("round 1", "best round"):
+            against = ROWS["pretrained"] if control == "pretrained" else ROWS[row]
+            arm = "self-verified" if control == "pretrained" else control
+            diff = [ROWS[row](arms["self-verified"][str(s)]) - against(arms[arm][str(s)]) for s in seeds]
+            spread = max(np.std([pick(arms[a][str(s)]) for s in seeds], ddof=1)
+                         for a, pick in (("self-verified", ROWS[row]), (arm, against)))
+            out.append((control, row, diff, spread))
+    return out
+
+
+def report(results: dict) -> None:
+    seeds = results["seeds"]
     print(f"\nthreshold {results['threshold']['threshold']} ({results['threshold']['why']}); sweep on seed "
           f"{results['threshold']['seed']}'s it0 models, {results['threshold']['candidates']} candidates:")
     for r in results["threshold"]["sweep"]:
         print(f"  > {r['threshold']:.2f}: accepts {r['accepted']:4d}, precision {r['precision']:.3f}")
     print("\nmean verified validation accuracy over the folds (best-loss epoch of each run)")
     print(f"{'':>26s} " + " ".join(f"{'seed ' + str(s):>7s}" for s in seeds) + "   mean +- std   writeup")
-    rows = ROWS
-    for arm in ARMS:
-        for row, pick in rows.items():
-            if row == "pretrained" and arm != "self-verified":
-                continue
-            values = [pick(arms[arm][str(s)]) for s in seeds]
-            writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
-            print(f"{arm + ', ' + row:>26s} " + " ".join(f"{v:7.3f}" for v in values)
-                  + f"   {mean_std(values)}   {writeup}")
-    for control in ("pretrained", "all labels", "verified only"):
-        for row in ("round 1", "best round"):
-            against = rows["pretrained"] if control == "pretrained" else rows[row]
-            arm = "self-verified" if control == "pretrained" else control
-            diff = [rows[row](arms["self-verified"][str(s)]) - against(arms[arm][str(s)]) for s in seeds]
-            spread = max(np.std([pick(arms[a][str(s)]) for s in seeds], ddof=1)
-                         for a, pick in (("self-verified", rows[row]), (arm, against)))
-            print(f"self-verified - {control}, {row}: " + " ".join(f"{d:+.3f}" for d in diff)
-                  + f"; mean {mean_std(diff)}; {'larger' if abs(np.mean(diff)) > spread else 'not larger'} than "
-                  f"the seed spread of either arm ({spread:.3f})")
+    for arm, row, curves in accuracy_rows(results):
+        values = [ROWS[row](c) for c in curves]
+        writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
+        print(f"{arm + ', ' + row:>26s} " + " ".join(f"{v:7.3f}" for v in values)
+              + f"   {mean_std(values)}   {writeup}")
+    for control, row, diff, spread in paired_differences(results):
+        print(f"self-verified - {control}, {row}: " + " ".join(f"{d:+.3f}" for d in diff)
+              + f"; mean {mean_std(diff)}; {'larger' if abs(np.mean(diff)) > spread else 'not larger'} than "
+              f"the seed spread of either arm ({spread:.3f})")
     print("\nself-verification per round (mean over seeds): accepted of candidates, acceptance precision "
           "(candidates' labels right), noisy labels kept out")
     for i in range(results["iterations"]):
@@ -152,25 +164,16 @@ def report(results: dict) -> None:
 def markdown(results: dict) -> None:
     """The README's tables: accuracy per arm beside the writeup's, then acceptance per round."""
     seeds = results["seeds"]
-    picks = ROWS
     print("| arm | after | " + " | ".join(f"seed {s}" for s in seeds) + " | mean +- std | writeup |")
     print("| --- | --- |" + " --- |" * (len(seeds) + 2))
-    for arm in ARMS:
-        for row, pick in picks.items():
-            if row == "pretrained" and arm != "self-verified":
-                continue
-            curves = [results["arms"][arm][str(s)] for s in seeds]
-            cells = [f"{pick(c):.3f}" + (f" (r{c['best_round']})" if row == "best round" else "") for c in curves]
-            writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
-            print(f"| {arm} | {row} | " + " | ".join(cells) + f" | {mean_std([pick(c) for c in curves])} | {writeup} |")
-    for control in ("pretrained", "all labels", "verified only"):
-        for row in ("round 1", "best round"):
-            against = picks["pretrained"] if control == "pretrained" else picks[row]
-            arm = "self-verified" if control == "pretrained" else control
-            diff = [picks[row](results["arms"]["self-verified"][str(s)]) - against(results["arms"][arm][str(s)])
-                    for s in seeds]
-            print(f"| self-verified - {control} | {row} | " + " | ".join(f"{d:+.3f}" for d in diff)
-                  + f" | **{np.mean(diff):+.3f} +- {np.std(diff, ddof=1):.3f}** | |")
+    for arm, row, curves in accuracy_rows(results):
+        cells = [f"{ROWS[row](c):.3f}" + (f" (r{c['best_round']})" if row == "best round" else "") for c in curves]
+        writeup = f"{WRITEUP[row]:.4f}" if arm == "self-verified" else ""
+        summary = mean_std([ROWS[row](c) for c in curves])
+        print(f"| {arm} | {row} | " + " | ".join(cells) + f" | {summary} | {writeup} |")
+    for control, row, diff, _ in paired_differences(results):
+        print(f"| self-verified - {control} | {row} | " + " | ".join(f"{d:+.3f}" for d in diff)
+              + f" | **{np.mean(diff):+.3f} +- {np.std(diff, ddof=1):.3f}** | |")
     print("\n| round | accepted (per seed) | acceptance precision (per seed) | noisy labels kept out |")
     print("| --- | --- | --- | --- |")
     for i in range(results["iterations"]):
