@@ -40,6 +40,7 @@ from utils.launch.schedule import (
 )
 from utils.launch.slurm import print_status, slurm_status, submit_slurm
 from utils.paths import add_root_args
+from utils.self_verification import check_threshold
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,8 +79,8 @@ def check_flags(args: argparse.Namespace) -> None:
                                ("--num_gpus", args.num_gpus, 0)):
         if value is not None and value < least:
             raise InputError(f"{flag} must be at least {least}, got {value}")
-    if args.top_probs_thresh is not None and not 0 <= args.top_probs_thresh < 1:
-        raise InputError(f"--top_probs_thresh must be in [0, 1) (a posterior), got {args.top_probs_thresh}")
+    if args.top_probs_thresh is not None:
+        check_threshold(args.top_probs_thresh)
     data_root, exp_root = paths.data_root(args.data_root), paths.exp_root(args.exp_root)
     if not data_root.is_dir():
         raise MissingFile(f"--data_root {data_root} is not a folder (it needs train.csv and the spectrograms)")

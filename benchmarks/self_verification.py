@@ -33,7 +33,7 @@ from benchmarks.linear_baseline import cross_validate
 from utils import paths
 from utils.atomic import save_json
 from utils.folds import fold_numbers, load_folds
-from utils.launch.schedule import CONTROLS, PRESETS, fold_summary
+from utils.launch.schedule import CONTROLS, PRESETS, build_schedule, fold_summary
 from utils.paths import REPO
 from utils.plots import pyplot, save_figure
 
@@ -69,13 +69,11 @@ def choose_threshold(data_root: Path, exp_root: Path, seed: int, min_share: floa
     """Round 1's verification of the first seed's it0 models at the writeup's threshold (the same posteriors the
     real round computes: same seed, same excerpts), and what every other threshold would have accepted."""
     preset = PRESETS[PRESET]
-    model, spec_dir = preset.models[0]
-    out = paths.run_dir(exp_root, model) / "threshold_probe.csv"
+    out = paths.run_dir(exp_root, preset.models[0][0]) / "threshold_probe.csv"
     if not out.with_suffix(".summary.json").is_file():
-        run([sys.executable, "self_verify.py", "--model", model, "--spec_dir", spec_dir, "--data_root", str(data_root),
-             "--exp_root", str(exp_root), "--max_len", str(preset.max_len), "--tag", "it0", "--out", out.name,
-             "--top_probs_thresh", str(preset.top_probs_thresh), "--k_per_class", str(preset.k_per_class),
-             "--stochastic", "--n_excerpts", str(preset.n_excerpts), "--seed", str(seed)])
+        command = build_schedule(preset, "finetune", data_root, exp_root, 1, seed=seed)[0].command  # round 1's
+        command[command.index("--out") + 1] = out.name
+        run(command)
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     candidates, sweep = summary["totals"]["candidates"], summary["thresholds"]
     at_writeup = next(r for r in sweep if r["threshold"] == preset.top_probs_thresh)

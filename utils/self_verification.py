@@ -33,10 +33,14 @@ def accept(labels: np.ndarray, probs: np.ndarray, top_probs_thresh: float, k_per
     return accepted
 
 
-def check_flags(top_probs_thresh: float, k_per_class: int, n_excerpts: int, max_len: int | None) -> None:
-    """Flags that would otherwise reach numpy or torch as an empty batch or a meaningless threshold."""
+def check_threshold(top_probs_thresh: float) -> None:
     if not 0 <= top_probs_thresh < 1:
         raise InputError(f"--top_probs_thresh must be in [0, 1) (a posterior), got {top_probs_thresh}")
+
+
+def check_flags(top_probs_thresh: float, k_per_class: int, n_excerpts: int, max_len: int | None) -> None:
+    """Flags that would otherwise reach numpy or torch as an empty batch or a meaningless threshold."""
+    check_threshold(top_probs_thresh)
     if k_per_class < 1:
         raise InputError(f"--k_per_class must be at least 1, got {k_per_class}")
     if n_excerpts < 1:
