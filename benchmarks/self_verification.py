@@ -228,7 +228,10 @@ def main() -> None:
                         help="print the saved <exp_root>/self_verification.json's tables (and as markdown) again")
     args = parser.parse_args()
     if args.report:
-        results = json.loads((Path(args.exp_root) / "self_verification.json").read_text())
+        saved = Path(args.exp_root) / "self_verification.json"
+        if not saved.is_file():
+            parser.error(f"--report: {saved} not found; run the benchmark without --report first")
+        results = json.loads(saved.read_text())
         report(results)
         markdown(results)
         return
