@@ -25,6 +25,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from benchmarks.linear_baseline import cross_validate
 from utils import paths
 from utils.atomic import save_json
+from utils.demo.dataset import PARAMS_FILE, make_params
 from utils.folds import fold_numbers, load_folds
 from utils.launch.schedule import CONTROLS, PRESETS, build_schedule, fold_summary
 from utils.paths import REPO
@@ -48,6 +50,20 @@ WRITEUP = {"pretrained": 0.9387, "round 1": 0.9556, "best round": 0.9601}  # vgg
 def run(cmd: list[str]) -> None:
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=REPO, check=True)
+
+
+def other_build(data_root: Path) -> str | None:
+    """Why data_root must not be used: make_demo_dataset.py would replace a demo build of other parameters (the
+    embedded default, say) with the medium one. None for an empty folder, or the medium build, whole or in part."""
+    try:
+        stored = json.loads((data_root / PARAMS_FILE).read_text())["params"]
+    except FileNotFoundError:
+        return None  # a folder that holds another data set is refused by make_demo_dataset.py itself
+    except (OSError, ValueError, KeyError) as e:
+        return f"{data_root / PARAMS_FILE} is unreadable ({e})"
+    if stored != json.loads(json.dumps(asdict(make_params(size="medium")))):
+        return f"{data_root} holds another demo build than the medium default; give the medium one its own folder"
+    return None
 
 
 def prepare_data(data_root: Path) -> None:
@@ -237,6 +253,8 @@ def main() -> None:
         return
     start = time.time()
     data_root, exp_root = Path(args.data_root).resolve(), Path(args.exp_root).resolve()
+    if why := other_build(data_root):
+        parser.error(f"--data_root: {why}")
     prepare_data(data_root)
     folds = fold_numbers(load_folds(data_root))
     preset = PRESETS[PRESET]

@@ -1,6 +1,7 @@
 """benchmarks/self_verification.py's parts: the linear baseline, the threshold rule, the table and the figure."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,18 @@ def test_report_and_figure(tmp_path, capsys):
     assert "| 2 | 150 / 150 / 150 of 300 | 0.970 / 0.970 / 0.970 | 86 / 86 / 86 of 90 |" in table
     bench.plot(results, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0
+
+
+def test_another_demo_build_is_not_replaced(tmp_path):
+    # the embedded default (other parameters) would be rebuilt as the medium one: refused, naming the folder
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / bench.PARAMS_FILE).write_text(json.dumps({"params": asdict(bench.make_params())}))
+    assert "holds another demo build" in bench.other_build(small)
+    assert bench.other_build(tmp_path / "absent") is None
+    medium = tmp_path / "medium"  # a medium build begun and interrupted: resumed, not refused
+    medium.mkdir()
+    (medium / bench.PARAMS_FILE).write_text(json.dumps({"params": asdict(bench.make_params(size="medium"))}))
+    assert bench.other_build(medium) is None
+    (medium / bench.PARAMS_FILE).write_text("not json")
+    assert "is unreadable" in bench.other_build(medium)
