@@ -10,6 +10,8 @@
         --data_root data/urbansound8k
     python import_dataset.py csv field_survey --csv labels.csv --audio_path "recordings/{site}/{file_id}.flac" \\
         --label_column species --verified_column checked --split_column split --skip_missing --data_root data/survey
+    python import_dataset.py names ../shared/data/fsdd --pattern "recordings/{label}_{fold}_{index}.wav" \\
+        --data_root data/fsdd
 
 Layouts, each as its data set is distributed (SOURCE holds):
   fsdkaggle2018  audio_train/, audio_test/, train.csv, test_post_competition.csv (Kaggle's, copied as it is)
@@ -17,15 +19,20 @@ Layouts, each as its data set is distributed (SOURCE holds):
   esc50          meta/esc50.csv, audio/: label = category, all verified, its 5 folds kept
   folders        one folder per class, named as the class, searched recursively; --test DIR: a test split alike
   csv            --csv FILE with a row per clip; --audio_path formats {column} fields from the row
+  names          audio files below SOURCE, label (fold, split) in the path: --pattern matches each relative path,
+                 {label} required, {fold} and {split} (train/test) kept, any other {name} ignored; all verified
 
 The data root gets audio_train/ (and audio_test/), train.csv (fname,label,manually_verified), folds.csv where the
 source brings folds (numbered 1..K; otherwise the project makes its 4 stratified folds on first use) and test.csv
-(fname,label; scored whole) where it has a test split. fnames are the audio's file names; where those repeat
-(Speech Commands: yes/0a7c2a8d_nohash_0.wav, no/0a7c2a8d_nohash_0.wav), the relative paths, folders joined with
-'__'. Audio files are hard links to the source's (a symbolic link across file systems, a copy where neither
-works): an edit in one is an edit in the other. The data root is built beside --data_root and renamed into place,
-so a failed import leaves nothing behind; --data_root must not exist yet, or be an empty folder. Bad input (a
-missing column or file, a label listing several classes, a class too small for the folds) ends with one line
+(fname,label; scored whole) where it has a test split. A names --pattern field matches within one folder or file
+name, as little as lets the rest match (FSDD's "7_jackson_32.wav": label 7, fold jackson;
+"001 - Dog bark/1-100032-A.ogg" with "{index} - {label}/{fold}-{clip}.ogg": label "Dog bark"). fnames are the
+audio's file names; where those repeat (Speech Commands: yes/0a7c2a8d_nohash_0.wav, no/0a7c2a8d_nohash_0.wav), the
+relative paths, folders joined with '__'. Audio files are hard links to the source's (a symbolic link across file
+systems, a copy where neither works): an edit in one is an edit in the other. The data root is built beside
+--data_root and renamed into place, so a failed import leaves nothing behind; --data_root must not exist yet, or be
+an empty folder (for folders and names, not inside SOURCE). Bad input (a missing column or file, a label listing
+several classes, a class too small for the folds, an audio file the names pattern does not match) ends with one line
 naming the file and line."""
 
 import argparse
@@ -62,6 +69,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--verified_column", metavar="NAME",
                        help="0/1, true/false or yes/no (default: every clip verified)")
     group.add_argument("--split_column", metavar="NAME", help="train or test; test rows become the test split")
+    group = parser.add_argument_group("names layout")
+    group.add_argument("--pattern", metavar="PATTERN",
+                       help="each audio file's path relative to SOURCE, e.g. 'recordings/{label}_{fold}_{index}.wav': "
+                            "{label} required, {fold} (values numbered 1..K in sorted order) and {split} (train or "
+                            "test) optional, any other {name} matched and ignored")
+    group.add_argument("--skip_unmatched", action="store_true",
+                       help="leave out the audio files the pattern does not match and say how many (default: one is "
+                            "an error)")
     group = parser.add_argument_group("folders layout")
     group.add_argument("--test", metavar="DIR",
                        help="a folder of the same shape holding the test split (a path, like SOURCE)")
@@ -81,6 +96,11 @@ def check_flags(args: argparse.Namespace) -> None:
         raise InputError(f"{given[0]} is for the csv layout, not {args.layout}")
     if args.layout != "folders" and (args.test or args.exclude):
         raise InputError(f"{'--test' if args.test else '--exclude'} is for the folders layout, not {args.layout}")
+    if args.layout == "names" and args.pattern is None:
+        raise InputError("the names layout needs --pattern, e.g. 'recordings/{label}_{fold}_{index}.wav'")
+    if args.layout != "names" and (args.pattern is not None or args.skip_unmatched):
+        flag = "--pattern" if args.pattern is not None else "--skip_unmatched"
+        raise InputError(f"{flag} is for the names layout, not {args.layout}")
 
 
 def read_source(args: argparse.Namespace, root: Path) -> di.Source:
@@ -89,6 +109,8 @@ def read_source(args: argparse.Namespace, root: Path) -> di.Source:
                                   args.verified_column, args.split_column)
     if args.layout == "folders":
         return di.read_folders(root, Path(args.test) if args.test else None, args.exclude)
+    if args.layout == "names":
+        return di.read_names(root, args.pattern, skip_unmatched=args.skip_unmatched)
     return {"fsdkaggle2018": di.read_fsdkaggle2018, "fsdnoisy18k": di.read_fsdnoisy18k,
             "esc50": di.read_esc50}[args.layout](root)
 
@@ -100,6 +122,8 @@ def main(args: argparse.Namespace) -> None:
     if not root.is_dir():
         raise DataError(f"SOURCE {root} is not a folder; give the data set's folder, as downloaded")
     out = di.check_data_root(paths.data_root(args.data_root))
+    if args.layout in di.WALKED_LAYOUTS:
+        di.check_outside(out, {"SOURCE": root, "--test": Path(args.test) if args.test else None})
     plan = di.plan_import(read_source(args, root), skip_missing=args.skip_missing)
     for note in plan.notes:
         print(note)

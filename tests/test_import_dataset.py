@@ -6,6 +6,7 @@ import csv
 import errno
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import soundfile as sf
 import import_dataset
 from utils import dataset_import
 from utils.audio import AUDIO_EXTENSIONS
+from utils.cli import DEBUG_ENV, run_cli
 from utils.dataset_csv import DataError
 from utils.paths import REPO
 
@@ -256,6 +258,187 @@ def test_folders_class_named_as_several(tmp_path):
             audio(src / label / f"{label}{i}.wav", label)
     with pytest.raises(DataError, match=r"Bark,Dog/Bark,Dog0.wav: label 'Bark,Dog' lists several classes"):
         run("folders", src, "--data_root", tmp_path / "data")
+
+
+# ---- names ------------------------------------------------------------------------------------------------
+
+SPEAKERS = ["theo", "george", "jackson", "lucas"]  # sorted: george, jackson, lucas, theo -> folds 1..4
+FSDD_PATTERN = "recordings/{label}_{fold}_{index}.wav"
+
+
+def fsdd(root: Path, digits: tuple[str, ...] = ("0", "1", "7")) -> dict[str, Path]:
+    """FSDD's shape, recordings/{digit}_{speaker}_{index}.wav, beside what a repository holds that is not data."""
+    files = {f"{d}_{s}_0.wav": audio(root / "recordings" / f"{d}_{s}_0.wav", d, k)
+             for d in digits for k, s in enumerate(SPEAKERS)}
+    (root / "README.md").write_text("# Free Spoken Digit Dataset\n")
+    (root / "utils").mkdir()
+    (root / "utils" / "trimmer.py").write_text("print('not data')\n")
+    (root / "recordings" / "notes.txt").write_text("not audio either\n")
+    audio(root / "recordings" / ".0_theo_9.wav", "0")  # hidden: left out, as the folders layout does
+    return files
+
+
+def names_args(src: Path, out: Path, pattern: str = FSDD_PATTERN, *extra: str) -> list:
+    return ["names", src, "--pattern", pattern, "--data_root", out, *extra]
+
+
+def script_error(capsys, monkeypatch, *argv) -> str:
+    """What import_dataset.py prints for bad input, run as the script runs it: exit status 1 and one line."""
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    with pytest.raises(SystemExit) as stop:
+        run_cli(import_dataset.main, import_dataset.parse_args([str(a) for a in argv]))
+    assert stop.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0][len("error: "):]
+
+
+def test_names_fsdd_speakers_become_folds(tmp_path, capsys):
+    src, out = tmp_path / "fsdd", tmp_path / "data"
+    files = fsdd(src)
+    run(*names_args(src, out))
+    assert sorted(p.name for p in out.iterdir()) == ["audio_train", "folds.csv", "train.csv"]
+    assert read(out / "train.csv").to_dict("records") == [
+        {"fname": f, "label": f.split("_")[0], "manually_verified": "1"} for f in sorted(files)]
+    fold = {s: str(k + 1) for k, s in enumerate(sorted(SPEAKERS))}
+    assert read(out / "folds.csv").to_dict("records") == [
+        {"fname": f, "label": f.split("_")[0], "fold": fold[f.split("_")[1]], "verified": "1"} for f in sorted(files)]
+    assert_hard_linked(out / "audio_train", files)  # README.md, .py, .txt and the hidden file are not data
+    printed = capsys.readouterr().out
+    assert "folds: the source's values numbered 1..4: george -> 1, jackson -> 2, lucas -> 3, theo -> 4" in printed
+    assert "imported 12 train clips (12 verified, 0 unverified) and no test split, 3 classes, 4 predefined folds" \
+        in printed
+
+
+def test_names_fields_match_the_shortest_within_one_folder():
+    regex, fields = dataset_import.compile_pattern("{index} - {label}/{clip}.ogg")
+    assert fields == ["index", "label", "clip"]
+    assert regex.fullmatch("001 - Dog bark - loud/1-100032-A.ogg").groups() == ("001", "Dog bark - loud",
+                                                                               "1-100032-A")
+    assert regex.fullmatch("001 - Dog/bark/1-100032-A.ogg") is None  # a field never spans a '/'
+    regex, _ = dataset_import.compile_pattern(FSDD_PATTERN)
+    assert regex.fullmatch("recordings/7_jackson_32.wav").groups() == ("7", "jackson", "32")
+    assert regex.fullmatch("recordings/dog_bark_jackson_3.wav").groups() == ("dog", "bark", "jackson_3")
+    assert regex.fullmatch("recordings/7_jackson_32Xwav") is None  # literal text is literal
+    regex, _ = dataset_import.compile_pattern("{{raw}}/{label}.wav")
+    assert regex.fullmatch("{raw}/rain.wav").groups() == ("rain",)
+
+
+def test_names_labels_with_spaces_and_underscores(tmp_path, capsys):
+    """ESC-50's first release: '001 - Dog bark/1-100032-A.ogg', the separators deciding where a label ends."""
+    src, out = tmp_path / "ESC-50-first", tmp_path / "data"
+    labels = ["Dog bark", "Rain_on roof", "Crackling - fire"]
+    clips = [(f"{fold}-{100000 + 10 * k + fold}-A.ogg", label, fold) for k, label in enumerate(labels)
+             for fold in (1, 2)]
+    files = {name: audio(src / f"{labels.index(label) + 1:03d} - {label}" / name, label, fold)
+             for name, label, fold in clips}
+    run(*names_args(src, out, "{index} - {label}/{fold}-{clip}.ogg"))
+    assert read(out / "folds.csv").to_dict("records") == [
+        {"fname": name, "label": label, "fold": str(fold), "verified": "1"} for name, label, fold in clips]
+    assert_hard_linked(out / "audio_train", files)
+    printed = capsys.readouterr().out
+    assert "6 train clips (6 verified, 0 unverified) and no test split, 3 classes, 2 predefined folds" in printed
+    assert "numbered" not in printed
+
+
+def test_names_split_makes_a_test_split(tmp_path, capsys):
+    src, out = tmp_path / "corpus", tmp_path / "data"
+    train = {f"{label}_{i}.wav": audio(src / "Train" / label / f"{label}_{i}.wav", label, i)
+             for label in CLASSES for i in range(4)}
+    test = {f"{label}_t.wav": audio(src / "test" / label / f"{label}_t.wav", label) for label in CLASSES}
+    run(*names_args(src, out, "{split}/{label}/{name}.wav"))
+    assert sorted(p.name for p in out.iterdir()) == ["audio_test", "audio_train", "test.csv", "train.csv"]
+    assert sorted(read(out / "train.csv").to_dict("records"), key=lambda r: r["fname"]) == [
+        {"fname": f, "label": f.rsplit("_", 1)[0], "manually_verified": "1"} for f in sorted(train)]
+    assert sorted(read(out / "test.csv").to_dict("records"), key=lambda r: r["fname"]) == [
+        {"fname": f, "label": f.rsplit("_", 1)[0]} for f in sorted(test)]
+    assert_hard_linked(out / "audio_train", train)
+    assert_hard_linked(out / "audio_test", test)
+    assert "12 train clips (12 verified, 0 unverified) and 3 test clips, 3 classes, 4 stratified folds made on " \
+           "first use" in capsys.readouterr().out
+
+
+def test_names_skip_unmatched_imports_the_rest_and_counts_them(tmp_path, capsys, monkeypatch):
+    src, out = tmp_path / "fsdd", tmp_path / "data"
+    files = fsdd(src)
+    audio(src / "recordings" / "silence.wav", "rain")
+    audio(src / "extra" / "7_theo.flac", "7")
+    message = script_error(capsys, monkeypatch, *names_args(src, out))
+    assert message == (f"2 of 14 audio file(s) below {src} do not match --pattern '{FSDD_PATTERN}', the first: "
+                       "extra/7_theo.flac (--skip_unmatched imports the rest)")
+    assert not out.exists() and no_leftovers(tmp_path)
+    run(*names_args(src, out, FSDD_PATTERN, "--skip_unmatched"))
+    assert sorted(read(out / "train.csv")["fname"]) == sorted(files)
+    printed = capsys.readouterr().out
+    assert ("left out 2 of 14 audio file(s) that do not match --pattern (--skip_unmatched), the first: "
+            "extra/7_theo.flac") in printed
+    assert "imported 12 train clips" in printed
+
+
+def data_root_inside(src: Path) -> list:
+    return names_args(src, src / "imported")
+
+
+BAD_NAMES = {
+    "no label": (names_args, ["recordings/{digit}_{fold}_{index}.wav"],
+                 r"--pattern 'recordings/\{digit\}_\{fold\}_\{index\}.wav' has no \{label\}; the names layout reads "
+                 r"each clip's class from its path"),
+    "a field twice": (names_args, ["recordings/{label}_{fold}_{fold}.wav"],
+                      r"--pattern '.*' names \{fold\} twice; each field is read once"),
+    "malformed braces": (names_args, ["recordings/{label}_{fold}_index}.wav"],
+                         r"--pattern '.*': Single '\}' encountered in format string \(literal braces are written"),
+    "a format spec": (names_args, ["recordings/{label}_{fold:02d}_{index}.wav"],
+                      r"\{fold:02d\} is not a field; a field is a plain \{name\}"),
+    "an empty field": (names_args, ["recordings/{label}_{}_{index}.wav"], r"an empty \{\}; name each field"),
+    "an audio file the pattern does not match": (names_args, ["recordings/{label}-{fold}.wav"],
+                                                 r"12 of 12 audio file\(s\) below .*fsdd do not match --pattern "
+                                                 r"'recordings/\{label\}-\{fold\}.wav', the first: "
+                                                 r"recordings/0_george_0.wav$"),
+    "bad split value": (names_args, ["recordings/{label}_{split}_{index}.wav"],
+                        r".*fsdd/recordings/0_george_0.wav: split 'george' is not one of train, test \(\{split\} of "
+                        r"--pattern"),
+    "data root inside SOURCE": (lambda src, out: data_root_inside(src), [],
+                                r"--data_root .*fsdd/imported is inside SOURCE .*fsdd; its audio would be read as "
+                                r"data by the next import"),
+    "no --pattern": (lambda src, out: ["names", src, "--data_root", out], [],
+                     r"the names layout needs --pattern, e.g. 'recordings/\{label\}_\{fold\}_\{index\}.wav'$"),
+    "--pattern elsewhere": (lambda src, out: ["folders", src, "--pattern", FSDD_PATTERN, "--data_root", out], [],
+                            r"--pattern is for the names layout, not folders$"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_NAMES)
+def test_bad_names_input_in_one_line(tmp_path, capsys, monkeypatch, case):
+    args, extra, message = BAD_NAMES[case]
+    src, out = tmp_path / "fsdd", tmp_path / "data"
+    fsdd(src)
+    argv = args(src, out, *extra)
+    assert re.search(message, script_error(capsys, monkeypatch, *argv))
+    assert not out.exists() and not (src / "imported").exists() and no_leftovers(tmp_path) and no_leftovers(src)
+
+
+def test_folders_data_root_inside_source_or_test_is_refused(tmp_path):
+    src = tmp_path / "sounds"
+    for label in CLASSES:
+        for i in range(4):
+            audio(src / "train" / label / f"{label}{i}.wav", label)
+            audio(src / "test" / label / f"{label}{i}.wav", label)
+    for out in (src / "train" / "data", src / "test" / "data"):
+        with pytest.raises(DataError, match=r"--data_root .*data is inside (SOURCE|--test) .*sounds/t"):
+            run("folders", src / "train", "--test", src / "test", "--data_root", out)
+        assert not out.exists()
+
+
+@pytest.mark.slow  # a script in a subprocess
+def test_names_script_reports_bad_input_in_one_line(tmp_path):
+    src = tmp_path / "fsdd"
+    fsdd(src)
+    proc = subprocess.run([sys.executable, "import_dataset.py", *map(str, data_root_inside(src))], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --data_root {src / 'imported'} is inside SOURCE {src}")
+    assert not (src / "imported").exists() and no_leftovers(src)
 
 
 # ---- csv --------------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ from utils.folds import DEFAULT_N_FOLDS, make_folds
 from utils.labels import FSDKAGGLE2018_CLASSES
 from utils.paths import KAGGLE_TEST_CSV
 
-LAYOUTS = ("fsdkaggle2018", "fsdnoisy18k", "esc50", "folders", "csv")
+LAYOUTS = ("fsdkaggle2018", "fsdnoisy18k", "esc50", "folders", "csv", "names")
+WALKED_LAYOUTS = ("folders", "names")  # every audio file below SOURCE is data: a data root there would be, too
 NAME_JOIN = "__"  # joins the folders of a relative path into one fname where file names repeat
 VERIFIED_VALUES = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
 SPLITS = ("train", "test")
@@ -276,6 +277,85 @@ def read_csv_layout(root: Path, csv_file: str, template: str, label_column: str,
     return Source(train=table_clips(table, root, relative, label_column, verified_column, fold_column, train_rows),
                   test=table_clips(table, root, relative, label_column, rows=test_rows),
                   origin=table.path, has_folds=fold_column is not None)
+
+
+def compile_pattern(pattern: str) -> tuple[re.Pattern, list[str]]:
+    """A names --pattern as a regex and its field names: each {field} one group matching within one path component,
+    the shortest that lets the whole pattern match (so separators decide where a label holding '_' or spaces ends);
+    the text between fields literal ({{ and }}: literal braces)."""
+    try:
+        pieces = list(string.Formatter().parse(pattern))
+    except ValueError as e:
+        raise DataError(f"--pattern {pattern!r}: {e} (literal braces are written {{{{ and }}}})") from None
+    regex, names = [], []
+    for literal, name, spec, conversion in pieces:
+        regex.append(re.escape(literal))
+        if name is None:
+            continue
+        if not name:
+            raise DataError(f"--pattern {pattern!r}: an empty {{}}; name each field: {{label}}, {{fold}}, {{split}} "
+                            "or any other name (matched and ignored)")
+        if not name.isidentifier() or spec or conversion:
+            written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise DataError(f"--pattern {pattern!r}: {{{written}}} is not a field; a field is a plain {{name}} "
+                            "(letters, digits, _)")
+        if name in names:
+            raise DataError(f"--pattern {pattern!r} names {{{name}}} twice; each field is read once (give the "
+                            "other part another name to match and ignore it)")
+        names.append(name)
+        regex.append("([^/]+?)")
+    if "label" not in names:
+        raise DataError(f"--pattern {pattern!r} has no {{label}}; the names layout reads each clip's class from "
+                        "its path, e.g. 'recordings/{label}_{fold}_{index}.wav'")
+    if pattern.startswith("/"):
+        raise DataError(f"--pattern {pattern!r} starts with '/'; it is matched against each file's path relative "
+                        "to SOURCE")
+    return re.compile("".join(regex)), names
+
+
+def read_names(root: Path, pattern: str, skip_unmatched: bool = False) -> Source:
+    """Every audio file below root (hidden files and folders left out), its label, and where the pattern has them
+    its fold and split, read from its path relative to root by --pattern; all verified."""
+    regex, names = compile_pattern(pattern)
+    field_of = {name: k + 1 for k, name in enumerate(names)}  # group numbers
+    train, test, unmatched, notes = [], [], [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        parts = _parts(os.path.relpath(dirpath, root))
+        for f in sorted(filenames):
+            if f.startswith(".") or _suffix(f) not in AUDIO_EXTENSIONS:
+                continue
+            path, relative = os.path.join(dirpath, f), (*parts, f)
+            match = regex.fullmatch("/".join(relative))
+            if match is None:
+                unmatched.append("/".join(relative))
+                continue
+            split = match[field_of["split"]].strip().lower() if "split" in field_of else "train"
+            if split not in SPLITS:
+                raise DataError(f"{path}: split {match[field_of['split']]!r} is not one of {', '.join(SPLITS)} "
+                                f"({{split}} of --pattern {pattern!r})")
+            fold = match[field_of["fold"]].strip() if "fold" in field_of else ""
+            clip = Clip(path, relative, match[field_of["label"]].strip(), path, fold=fold)
+            (train if split == "train" else test).append(clip)
+    found = len(train) + len(test) + len(unmatched)
+    if not found:
+        raise DataError(f"{root}: no audio ({', '.join(sorted(AUDIO_EXTENSIONS))}) below it")
+    if unmatched and (not skip_unmatched or len(unmatched) == found):
+        rest = " (--skip_unmatched imports the rest)" if len(unmatched) < found else ""
+        raise DataError(f"{len(unmatched)} of {found} audio file(s) below {root} do not match --pattern {pattern!r}, "
+                        f"the first: {unmatched[0]}{rest}")
+    if unmatched:
+        notes.append(f"left out {len(unmatched)} of {found} audio file(s) that do not match --pattern "
+                     f"(--skip_unmatched), the first: {unmatched[0]}")
+    return Source(train=train, test=test, origin=root, has_folds="fold" in field_of, notes=notes)
+
+
+def check_outside(out: Path, walked: dict[str, Path | None]) -> None:
+    """A data root inside a folder a layout walks (SOURCE, --test) would be walked as data by the next import."""
+    for flag, folder in walked.items():
+        if folder is not None and out.resolve().is_relative_to(folder.resolve()):
+            raise DataError(f"--data_root {out} is inside {flag} {folder}; its audio would be read as data by the "
+                            "next import: put the data root elsewhere")
 
 
 # ---- checking: what gets written --------------------------------------------------------------------------
