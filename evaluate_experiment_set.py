@@ -5,7 +5,11 @@ python evaluate_experiment_set.py [--data_root DIR] [--exp_root DIR] [--max_len 
 Reads <exp_root>/best_iterations.json (written by run_experiment_set.py), then:
   1. cross-validation, always: eval.py --set valid on each model's folds; each fold's verified validation accuracy
      and MAP@3, their mean and spread over the folds, per model and for the models fused (the figures the field
-     reports for ESC-50 and UrbanSound8K, and all there is for a data set without a test split);
+     reports for ESC-50 and UrbanSound8K, and all there is for a data set without a test split). The models scored
+     are each fold's final model (final_<fold>_<tag>.pt) of an iteration chosen without the reported folds, so
+     nothing is chosen on the clips scored; a later column gives the writeup's choice (the epoch and iteration of
+     lowest validation loss, chosen on those clips: optimistic). One more row: the linear baseline
+     (utils/linear_baseline.py) on the same folds and spectrograms, the bar the nets must clear;
   2. a plain test split (test.csv: fname,label), scored whole: eval.py --set test on every model x fold, each
      model's folds fused and all models fused (fusion.py), accuracy and MAP@3, the per-class table and the
      confusion matrix of the ensemble;
@@ -14,6 +18,7 @@ Reads <exp_root>/best_iterations.json (written by run_experiment_set.py), then:
      (evaluate_leaderboard.py)."""
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
@@ -28,6 +33,7 @@ from utils.cli import run_cli
 from utils.dataset_csv import is_kaggle, read_test_csv
 from utils.evaluation import report_and_plot, select_clips
 from utils.launch.schedule import read_best_iterations
+from utils.linear_baseline import cross_validate as linear_cross_validate
 from utils.metrics import accuracy, map_at_k, map_at_k_ranked, top_k
 from utils.paths import add_root_args
 from utils.results import Results, fuse, load_results
@@ -55,18 +61,21 @@ def scores(results: Results, labels: list[str]) -> dict[str, float]:
     return {"acc": accuracy(y, results.probs.argmax(1)), "map3": map_at_k(y, results.probs, TOP_K)}
 
 
-def predict_folds(best: dict, set_name: str, roots: list[str], max_len: list[str], exp_root: Path
-                  ) -> dict[str, list[Path]]:
-    """eval.py --set SET --dump_results on every model x fold; each model's result files, in fold order."""
+def predict_folds(best: dict, set_name: str, roots: list[str], max_len: list[str], exp_root: Path,
+                  honest: bool = False) -> dict[str, list[Path]]:
+    """eval.py --set SET --dump_results on every model x fold; each model's result files, in fold order. honest:
+    the final models (final_<fold>_<tag>.pt) of each model's honest iteration, chosen by nothing the reported
+    folds say; else the parameters of its chosen iteration (params_<fold>_<tag>.pt)."""
     files = {}
     for name, choice in best.items():
-        model, spec_dir, tag = choice["model"], choice["spec_dir"], choice["tag"]
+        model, spec_dir = choice["model"], choice["spec_dir"]
+        tag = choice["honest_tag"] if honest else choice["tag"]
         files[name] = []
         for fold in choice["folds"]:
-            run(eval_script, ["--model", model, "--spec_dir", spec_dir, "--fold", str(fold), "--tag", tag,
+            params = (paths.final_params_path if honest else paths.params_path)(exp_root, model, fold, tag)
+            run(eval_script, ["--model", model, "--spec_dir", spec_dir, "--params", str(params), "--fold", str(fold),
                               "--set", set_name, "--dump_results", *max_len, *roots])
-            files[name].append(paths.results_path(paths.run_dir(exp_root, model), set_name, spec_dir,
-                                            paths.params_path(exp_root, model, fold, tag)))
+            files[name].append(paths.results_path(paths.run_dir(exp_root, model), set_name, spec_dir, params))
     return files
 
 
@@ -76,23 +85,40 @@ def cross_validation(best: dict, valid_files: dict[str, list[Path]], data_root: 
     folds = next(iter(best.values()))["folds"]
     labels = {k: select_clips(data_root, "valid", "", k).labels for k in folds}
     loaded = {name: [load_results(f) for f in files] for name, files in valid_files.items()}
-    rows = [(f"{name} ({best[name]['tag']})", [scores(r, labels[k]) for r, k in zip(results, folds, strict=True)])
-            for name, results in loaded.items()]
+    rows = [(f"{name} ({best[name]['honest_tag']})",
+             [scores(r, labels[k]) for r, k in zip(results, folds, strict=True)]) for name, results in loaded.items()]
     if len(loaded) > 1:
         fused = [fuse([results[i] for results in loaded.values()], list(loaded)) for i in range(len(folds))]
         rows.append(("fusion of all", [scores(r, labels[k]) for r, k in zip(fused, folds, strict=True)]))
     return rows
 
 
-def print_cross_validation(rows: list[tuple[str, list]], folds: list[int]) -> None:
+def linear_row(best: dict, data_root: Path, exp_root: Path, max_len: int | None) -> tuple[str, list]:
+    """The linear baseline on the same folds, trained on all labels, on the table's spectrogram folders and max_len
+    (the models' own, from their logs, unless --max_len says otherwise)."""
+    spec_dirs = list(dict.fromkeys(choice["spec_dir"] for choice in best.values()))
+    if max_len is None:
+        first = next(iter(best.values()))
+        log = paths.log_path(exp_root, first["model"], first["folds"][0], first["honest_tag"])
+        max_len = json.loads(log.read_text())["config"]["max_len"]
+    return "linear baseline (all labels)", linear_cross_validate(data_root, spec_dirs, max_len)
+
+
+def print_cross_validation(rows: list[tuple[str, list]], folds: list[int], best: dict) -> None:
     print(f"\nCross-validation ({len(folds)} folds): verified validation accuracy and MAP@{TOP_K} of each fold's "
-          "model at its best iteration; mean +- spread (standard deviation) over the folds")
-    print(f"{'model':32s} " + " ".join(f"{'fold ' + str(k):>11s}" for k in folds) + f" {'mean acc':>15s} "
-          f"{'mean MAP@3':>15s}")
+          "final model at the iteration chosen without the reported folds (nothing, neither epoch nor iteration, is "
+          "chosen on the clips scored); mean +- spread (standard deviation) over the folds. The last column: "
+          "the writeup's choice, each fold's epoch and the iteration of lowest validation loss on the reported "
+          "folds themselves (optimistic)")
+    print(f"{'model':32s} {'mean acc':>15s} {'mean MAP@3':>15s} " + " ".join(f"{'fold ' + str(k):>11s}" for k in folds)
+          + f" {'acc, chosen on reported folds':>30s}")
     for label, per_fold in rows:
         acc, map3 = np.array([s["acc"] for s in per_fold]), np.array([s["map3"] for s in per_fold])
         cells = " ".join(f"{s['acc']:5.3f}/{s['map3']:5.3f}" for s in per_fold)
-        print(f"{label:32s} {cells} {acc.mean():7.3f} +-{acc.std():5.3f} {map3.mean():7.3f} +-{map3.std():5.3f}")
+        name = label.split(" (")[0]
+        writeup = f"{best[name]['writeup_valid_acc']:.3f} ({best[name]['writeup_tag']})" if name in best else "-"
+        print(f"{label:32s} {acc.mean():7.3f} +-{acc.std():5.3f} {map3.mean():7.3f} +-{map3.std():5.3f} {cells} "
+              f"{writeup:>30s}")
     print("(fold cells: accuracy/MAP@3)")
 
 
@@ -105,9 +131,10 @@ def main(args: argparse.Namespace) -> None:
     max_len = ["--max_len", str(args.max_len)] if args.max_len else []  # else eval.py: the trained one
     folds = next(iter(best.values()))["folds"]
 
-    cv_rows = cross_validation(best, predict_folds(best, "valid", roots, max_len, exp_root), data_root)
+    cv_rows = cross_validation(best, predict_folds(best, "valid", roots, max_len, exp_root, honest=True), data_root)
+    cv_rows.append(linear_row(best, data_root, exp_root, args.max_len))
     if test is None:
-        print_cross_validation(cv_rows, folds)
+        print_cross_validation(cv_rows, folds, best)
         print(f"\n{data_root} has no test split ({paths.KAGGLE_TEST_CSV} or {paths.TEST_CSV}): the "
               "cross-validation figures above are the result")
         return
@@ -125,7 +152,7 @@ def main(args: argparse.Namespace) -> None:
     else:
         test_rows = whole_test_scores(fused_files, list(test["label"]), exp_root)
 
-    print_cross_validation(cv_rows, folds)
+    print_cross_validation(cv_rows, folds, best)
     parts = LEADERBOARD_SETS if is_kaggle(test) else ("test acc", "test MAP@3")
     how = "MAP@3 on the leaderboard parts" if is_kaggle(test) else "scored whole"
     print(f"\nSummary on the test set ({test_csv.name}; {how})")

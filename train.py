@@ -29,6 +29,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from utils import paths
+from utils.augment import check_augment
 from utils.cli import add_model_args, add_threads_arg, cpu_cores, run_cli, set_threads
 from utils.dataset_csv import read_train_csv
 from utils.device import AMP_DTYPES, resolve_amp, setup_distributed
@@ -41,7 +42,7 @@ from utils.model_files import build_network, load_model_file, model_settings
 from utils.predict import check_spec_folder, load_params, load_state
 from utils.resume import data_fingerprint, fold_lock
 from utils.spec_data import load_spectrograms
-from utils.training import resolve_stage
+from utils.training import inner_validation_split, resolve_stage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,7 +93,8 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     module = load_model_file(args.model)
     settings = model_settings(module)
     stage = resolve_stage(settings, args.fine_tune, args.epochs)
-    base_lr, epochs, decay_from, alpha = stage.base_lr, stage.epochs, stage.decay_from, stage.mixup_alpha
+    check_augment(settings)
+    epochs, converged_rule = stage.epochs, stage.stop_rule == "converged"
     if args.valid_batch_size is not None and args.valid_batch_size < 1:
         raise InputError(f"--valid_batch_size must be at least 1, got {args.valid_batch_size}")
     train_on = args.train_on or ("verified" if args.fine_tune else "all")
@@ -117,7 +119,13 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
     encoder = LabelEncoder.from_labels(read_train_csv(data_root / paths.TRAIN_CSV)["label"])
     train_path = paths.resolve_train_file(args.train_file, run_dir, data_root)
     train_df = read_train_csv(train_path)
-    parts = {k: split_fold(train_df, folds, k, verified_only=train_on == "verified")[:2] for k in args.fold}
+    parts = {}
+    for k in args.fold:
+        train_part, valid = split_fold(train_df, folds, k, verified_only=train_on == "verified")[:2]
+        # the converged rule stops on clips held out of the training part, never on the reported fold
+        train_part, inner = inner_validation_split(train_part, settings["inner_valid_share"], args.seed, k) \
+            if converged_rule else (train_part, train_part[:0])
+        parts[k] = train_part, valid, inner
     spec_dir = data_root / args.spec_dir
     check_spec_folder(spec_dir, {"settings": settings}, args.model)  # features the model file was made for
     fnames = list(dict.fromkeys(f for part in parts.values() for df in part for f in df["fname"]))
@@ -127,12 +135,14 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
                                        store_dtype)
 
     base_config = {**vars(args), "data_root": str(data_root), "exp_root": str(exp_root), "settings": settings,
-                   "classes": encoder.classes, "epochs": epochs, "decay_from": decay_from, "base_lr": base_lr,
-                   "mixup_alpha": alpha, "train_on": train_on, "world_size": world, "amp": amp or False,
+                   "classes": encoder.classes, "epochs": epochs, "decay_from": stage.decay_from,
+                   "base_lr": stage.base_lr, "mixup_alpha": stage.mixup_alpha, "stop_rule": stage.stop_rule,
+                   "patience": stage.patience, "final_decay_epochs": stage.final_decay,
+                   "train_on": train_on, "world_size": world, "amp": amp or False,
                    "folds_in_process": len(args.fold),
                    "data_sha1": data_fingerprint(train_path, data_root / "folds.csv")}
     runs = []
-    for k, (train_part, valid) in parts.items():
+    for k, (train_part, valid, inner) in parts.items():
         torch.manual_seed(args.seed)  # the same initial weights as this fold would get alone
         model = build_network(module, len(encoder)).to(device)
         if args.ini_params:
@@ -141,22 +151,28 @@ def train(args: argparse.Namespace) -> list[dict[str, Any]]:
             if ini["config"]["classes"] != encoder.classes:
                 raise InputError(f"{ini_path} was trained on other classes than {data_root / paths.TRAIN_CSV} lists")
             load_state(model, ini, ini_path, args.model)
-        config = {**base_config, "fold": k, "n_train": len(train_part), "n_valid": len(valid)}
+        config = {**base_config, "fold": k, "n_train": len(train_part), "n_valid": len(valid), "n_inner": len(inner)}
         data = FoldData(fold_rows(train_part, row_of), encoder.encode(train_part["label"]), fold_rows(valid, row_of),
-                        encoder.encode(valid["label"]))
+                        encoder.encode(valid["label"]), fold_rows(inner, row_of), encoder.encode(inner["label"]))
         runs.append(FoldRun(config, model, data, source, device, rank))
         if master:
             where = f"{device} x{world}" if world > 1 else f"{device}, {args.threads} threads" \
                 if device.type == "cpu" else str(device)
+            length = (f"until converged (at most {epochs} epochs; {len(inner)} inner validation clips held out of "
+                      f"training, patience {stage.patience}, final decay {stage.final_decay})" if converged_rule
+                      else f"{epochs} epochs")
             print(f"fold {k} of {paths.model_name(args.model)} ({args.tag}): {len(train_part)} training clips "
-                  f"({train_on}), {len(valid)} verified validation clips, {len(encoder)} classes, {epochs} epochs, "
+                  f"({train_on}), {len(valid)} verified validation clips, {len(encoder)} classes, {length}, "
                   f"{where}{f', {amp}' if amp else ''}")
     if master:
         print(data_path)
 
-    # the loop: every fold still short of its epochs steps once per batch, in turn, until all its batches are done
+    # the loop: every fold not yet finished by its rule steps once per batch, in turn, until all its batches are
+    # done; then each validates, decides whether to go on, and checkpoints
     for epoch in range(min(run.start_epoch for run in runs), epochs):
-        active = [run for run in runs if run.start_epoch <= epoch]
+        active = [run for run in runs if run.start_epoch <= epoch and not run.finished]
+        if not active:
+            break
         epoch_batches = [run.begin_epoch(epoch) for run in active]
         # disable=None: a bar on a terminal, none in log files
         for steps in tqdm(zip_longest(*epoch_batches), total=max(map(len, epoch_batches)), leave=False,

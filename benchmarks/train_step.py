@@ -97,7 +97,7 @@ def fold_run(model_file: str, source: HostExcerpts | DeviceExcerpts, n_clips: in
               "base_lr": settings["lr"], "epochs": 1, "decay_from": 1, "seed": fold, "channels_last": channels_last,
               "mixup_alpha": settings["mixup_alpha"], "classes": [str(c) for c in range(N_CLASSES)],
               "valid_batch_size": None, "model": model_file, "tag": "bench", "fold": fold, "folds_in_process": 1,
-              "compile": compile_, "world_size": 1}
+              "compile": compile_, "world_size": 1, "stop_rule": "fixed", "patience": 0, "final_decay_epochs": 0}
     torch.manual_seed(fold)
     model = load_model_file(model_file).build_model(N_CLASSES).to(device)
     labels = rng.integers(0, N_CLASSES, n_clips)

@@ -15,10 +15,10 @@ import tag_files
 import train
 from utils.paths import REPO
 
-CORE = ["atomic", "audio", "cli", "dataset_csv", "dataset_import", "device", "errors", "evaluation",
-        "excerpt_source", "fold_run", "folds", "labels", "metrics", "model_files", "paths", "plots", "predict",
-        "results", "resume", "self_verification", "spec_data", "spec_store", "spectrogram", "spectrogram_cache",
-        "submission", "training", "vgg_gap"]
+CORE = ["atomic", "audio", "augment", "cli", "dataset_csv", "dataset_import", "device", "errors", "evaluation",
+        "excerpt_source", "fold_run", "folds", "labels", "linear_baseline", "metrics", "model_files", "paths",
+        "plots", "predict", "results", "resume", "self_verification", "spec_data", "spec_store", "spectrogram",
+        "spectrogram_cache", "submission", "training", "vgg_gap"]
 SIDE = ("utils.demo", "utils.live", "utils.launch")
 
 

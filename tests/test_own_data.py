@@ -66,10 +66,12 @@ def prepare(root: Path, splits: tuple[str, ...], versions: tuple[int, ...] = (1,
             assert code == 0
 
 
-def schedule_bundle_and_tags(root: Path, exp: Path, files: list[Path]) -> tuple[str, pd.DataFrame]:
-    """The tiny demo schedule, evaluate_experiment_set.py, a bundle of its best iterations and tags of `files`;
-    returns the evaluation's output and the tags."""
-    proc = subprocess.run(demo_schedule_args(root, exp), cwd=REPO, capture_output=True, text=True, timeout=900)
+def schedule_bundle_and_tags(root: Path, exp: Path, files: list[Path], preset: str = "demo") -> tuple[str,
+                                                                                                   pd.DataFrame]:
+    """The tiny schedule of a preset, evaluate_experiment_set.py, a bundle of its best iterations and tags of
+    `files`; returns the evaluation's output and the tags."""
+    proc = subprocess.run(demo_schedule_args(root, exp, "--preset", preset), cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     evaluation = run("evaluate_experiment_set.py", "--data_root", str(root), "--exp_root", str(exp)).stdout
     run("export_bundle.py", "--exp_root", str(exp), "--out", str(exp / "bundle.pt"))
@@ -98,18 +100,27 @@ def test_esc50_five_folds_clean_labels_no_test_split(demo_root, tmp_path):
     assert sorted(set(folds["label"])) == classes
     prepare(root, ("train",))
 
-    output, tags = schedule_bundle_and_tags(root, exp, [root / "audio_train" / f for f in train["fname"][:3]])
+    # own data on a CPU: the cpu preset, its nets trained until converged (here capped at one epoch)
+    output, tags = schedule_bundle_and_tags(root, exp, [root / "audio_train" / f for f in train["fname"][:3]],
+                                            preset="cpu")
     assert "self-verification has nothing to verify" in output
-    for model in ("vgg_gap_demo", "vgg_gap_demo_v2"):  # five folds pretrained, no fine-tuning iteration
+    for model in ("vgg_gap_cpu", "vgg_gap_cpu_v2"):  # five folds pretrained, no fine-tuning iteration
         run_dir = exp / model
         assert sorted(p.name for p in run_dir.glob("params_*.pt")) == [f"params_{k}_it0.pt" for k in range(1, 6)]
+        assert sorted(p.name for p in run_dir.glob("final_*.pt")) == [f"final_{k}_it0.pt" for k in range(1, 6)]
         assert not list(run_dir.glob("train_self_verified_*"))
     best = json.loads((exp / "best_iterations.json").read_text())
     assert all(choice["folds"] == [1, 2, 3, 4, 5] for choice in best.values())
-    # no test split: the cross-validation figures, each fold and their mean and spread
+    assert all(choice["chosen_by"] == "inner validation loss" for choice in best.values())
+    # no test split: the cross-validation figures, each fold and their mean and spread, nothing chosen on the
+    # reported folds; the writeup's choice after them; the linear baseline on the same folds
     assert "Cross-validation (5 folds)" in output and "no test split" in output
+    assert "nothing, neither epoch nor iteration, is chosen on the clips scored" in output
     fused = next(line for line in output.splitlines() if line.startswith("fusion of all"))
-    assert len(fused.split()) == 3 + 5 + 4  # label (3 words), 5 fold cells, mean +- spread twice
+    assert len(fused.split()) == 3 + 4 + 5 + 1  # label (3 words), mean +- spread twice, 5 fold cells, no writeup
+    linear = next(line for line in output.splitlines() if line.startswith("linear baseline (all labels)"))
+    assert len(linear.split()) == 4 + 4 + 5 + 1
+    assert 0 < float(linear.split()[4]) <= 1
     assert not list(exp.glob("submission*.csv"))
     assert len(tags) == 3 and set(tags["label_1"]) <= set(classes)
 

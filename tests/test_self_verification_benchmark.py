@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from benchmarks import self_verification as bench
-from benchmarks.linear_baseline import clip_features, cross_validate
+from benchmarks.linear_baseline import cross_validate
 from utils import paths
 from utils.folds import fold_numbers, load_folds
+from utils.linear_baseline import clip_features
 
 
 def test_clip_features_are_band_statistics():

@@ -148,7 +148,7 @@ def test_failed_fold_is_reported_and_resubmission_makes_the_local_files(slurm, d
     assert "FAILED" not in status.stdout and status.stdout.count(" DONE") == 2
     assert "best iteration of vgg_gap_demo" in status.stdout
     assert pretraining_files(exp) == pretraining_files(local_demo_schedule.exp)
-    assert len(pretraining_files(exp)) == 24 and (exp / "best_iterations.json").is_file()
+    assert len(pretraining_files(exp)) == 32 and (exp / "best_iterations.json").is_file()
     for model in (DEMO, DEMO_V2):
         for k in range(1, 5):
             assert json.loads(paths.log_path(exp, model, k, "it0").read_text())["finished"]

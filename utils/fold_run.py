@@ -1,5 +1,6 @@
-"""One fold's training run: its clips, network, optimizer, outputs and random state. train.py steps one of these,
-or several together in one process (one GPU holds four fold models and one store of their spectrograms).
+"""One fold's training run: its clips, network, optimizer, outputs, random state and stopping rule. train.py's loop
+steps one of these, or several together in one process (one GPU holds four fold models and one store of their
+spectrograms), until each has finished by its own rule.
 
 A run's results depend only on its own state: its batches and mixup weights come from generators derived from
 (seed, epoch, batch), its dropout masks from torch's global generator, which is swapped in and out around each of
@@ -7,36 +8,58 @@ its steps. So folds stepped together in one process train exactly as they would 
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from utils import paths
 from utils.atomic import save_json, save_torch
+from utils.augment import apply_augment, augments, band_gain, draw_augment
 from utils.device import AMP_DTYPES
 from utils.errors import InputError
 from utils.excerpt_source import DeviceExcerpts, HostExcerpts, draw_starts, to_device
 from utils.resume import resume_differences
-from utils.training import EpochBatches, capture_rng, lr_at, mixup, mixup_weights, restore_rng, soft_cross_entropy
+from utils.training import (
+    EpochBatches,
+    capture_rng,
+    final_decay_span,
+    lr_at,
+    mixup,
+    mixup_weights,
+    plateaued,
+    restore_rng,
+    soft_cross_entropy,
+)
 
 
 @dataclass
 class FoldData:
-    """A fold's clips as rows of the shared store, with their class indices."""
+    """A fold's clips as rows of the shared store, with their class indices: training, the reported fold's
+    validation clips, and the inner validation clips held out of training that decide when the converged rule
+    stops (empty under the fixed rule)."""
     train_rows: np.ndarray
     train_y: np.ndarray
     valid_rows: np.ndarray
     valid_y: np.ndarray
+    inner_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inner_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 class FoldRun:
-    """Set up (or resume) one fold; then per epoch `begin_epoch`, `step` for each of its batches, `end_epoch`."""
+    """Set up (or resume) one fold; then per epoch `begin_epoch`, `step` for each of its batches, `end_epoch`,
+    until `finished`.
+
+    Under the fixed rule (the writeup's) the run trains config["epochs"] and its parameters file holds the epoch of
+    lowest validation loss; under the converged rule it stops by the loss on its inner validation clips
+    (utils/training.py) and its parameters file holds the model at the stop. Either way final_<fold>_<tag>.pt holds
+    the model at the end of training: chosen by nothing the reported fold says."""
 
     def __init__(self, config: dict[str, Any], model: nn.Module, data: FoldData, source: HostExcerpts | DeviceExcerpts,
                  device: torch.device, rank: int = 0):
@@ -45,13 +68,22 @@ class FoldRun:
         c = config
         self.fold, self.config, self.source, self.device = c["fold"], c, source, device
         self.world, self.rank, self.master = c["world_size"], rank, rank == 0
-        self.train_rows, self.valid_rows = data.train_rows, data.valid_rows
+        self.train_rows, self.valid_rows, self.inner_rows = data.train_rows, data.valid_rows, data.inner_rows
         self.train_y, self.valid_y = to_device(data.train_y, device), to_device(data.valid_y, device)
+        self.inner_y = to_device(data.inner_y, device)
+        self.converged_rule = c["stop_rule"] == "converged"
+        if self.converged_rule and not len(self.inner_rows):
+            raise InputError(f"fold {self.fold}: no inner validation clips for the converged rule (a fold's training "
+                             "part needs two clips of a class to hold one out)")
+        settings = c["settings"]
+        self.augment = augments(settings)
+        self.gain_per_db = band_gain(settings["spec_version"]).to(device) if settings["gain_db"] > 0 else None
         self.amp = AMP_DTYPES.get(c["amp"]) if c["amp"] else None
         self.max_len, self.excerpt_len = c["max_len"], c["settings"]["excerpt_len"]
         self.valid_batch_size = c["valid_batch_size"] or c["settings"]["valid_batch_size"]
         exp_root = Path(c["exp_root"])
         self.params_file = paths.params_path(exp_root, c["model"], self.fold, c["tag"])
+        self.final_file = paths.final_params_path(exp_root, c["model"], self.fold, c["tag"])
         self.log_file = paths.log_path(exp_root, c["model"], self.fold, c["tag"])
         self.ckpt_file = paths.checkpoint_path(exp_root, c["model"], self.fold, c["tag"])
         # prefixes its lines when folds share a process (and a log)
@@ -64,6 +96,8 @@ class FoldRun:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=c["base_lr"], fused=device.type == "cuda")
         self.scaler = torch.amp.GradScaler(device.type, enabled=c["amp"] == "fp16")  # bf16 needs no scaling
         self.start_epoch, self.best_loss, self.history = 0, math.inf, []
+        self.plateau_at: int | None = None  # the converged rule's first decay epoch, once the plateau is seen
+        self.finished, self.stop_reason = False, ""
         if self.ckpt_file.is_file():
             self._resume()
         step_model = nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
@@ -86,13 +120,24 @@ class FoldRun:
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch, self.best_loss, self.history = ckpt["epoch"], ckpt["best_valid_loss"], ckpt["history"]
+        self.plateau_at, self.finished, self.stop_reason = ckpt["plateau_at"], ckpt["finished"], ckpt["stop_reason"]
         if self.master:
-            print(f"{self.label}resuming {self.ckpt_file} after epoch {self.start_epoch}")
+            state = f": already finished ({self.stop_reason})" if self.finished else f" after epoch {self.start_epoch}"
+            print(f"{self.label}resuming {self.ckpt_file}{state}")
+
+    @property
+    def decay_span(self) -> tuple[int, int]:
+        """(first decay epoch, the epoch training ends before) as known now."""
+        c = self.config
+        if self.converged_rule:
+            return final_decay_span(self.plateau_at, c["epochs"], c["final_decay_epochs"])
+        return c["decay_from"], c["epochs"]
 
     def begin_epoch(self, epoch: int) -> EpochBatches:
         c = self.config
         self.epoch, self.t0 = epoch, time.time()  # with folds stepped together, their steps count too
-        self.lr = lr_at(epoch, c["base_lr"], c["epochs"], c["decay_from"])
+        decay_from, end = self.decay_span
+        self.lr = lr_at(epoch, c["base_lr"], end, decay_from)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         torch.manual_seed(c["seed"] * 100003 + epoch)  # dropout masks, reproducible across a resume
@@ -110,6 +155,9 @@ class FoldRun:
         restore_rng(self.rng_state, self.device)
         x = self.source.cut(self.train_rows[idx], draw_starts(rng, len(idx), self.max_len, self.excerpt_len),
                             self.excerpt_len)
+        if self.augment:
+            x = apply_augment(x, draw_augment(rng, len(idx), x.shape[2], x.shape[3], self.config["settings"]),
+                              self.gain_per_db)
         y = self.train_y[to_device(idx, self.device)]
         target = F.one_hot(y, self.n_classes).float()
         alpha = self.config["mixup_alpha"]
@@ -138,41 +186,89 @@ class FoldRun:
         return len(self.config["classes"])
 
     @torch.no_grad()
-    def validation_logits(self) -> torch.Tensor:
-        """Logits of the verified held-out clips, each whole (tiled/clipped to max_len), in eval mode."""
+    def whole_clip_logits(self, rows: np.ndarray) -> torch.Tensor:
+        """Logits of clips, each whole (tiled/clipped to max_len), in eval mode."""
         self.model.eval()
         out = []
-        for i in range(0, len(self.valid_rows), self.valid_batch_size):
-            rows = self.valid_rows[i:i + self.valid_batch_size]
-            x = self.source.cut(rows, np.zeros(len(rows), dtype=np.int64), self.max_len)
+        for i in range(0, len(rows), self.valid_batch_size):
+            batch = rows[i:i + self.valid_batch_size]
+            x = self.source.cut(batch, np.zeros(len(batch), dtype=np.int64), self.max_len)
             out.append(self._forward(self.model, x).float())
-        return torch.cat(out)
+        return torch.cat(out) if out else torch.zeros((0, self.n_classes), device=self.device)
 
     def end_epoch(self) -> None:
-        """Validate, keep the best parameters, log, checkpoint (rank 0 only)."""
-        if not self.master:
-            return
-        logits = self.validation_logits()
-        valid_loss = F.cross_entropy(logits, self.valid_y).item()
-        valid_acc = (logits.argmax(1) == self.valid_y).float().mean().item()
+        """Validate, apply the stopping rule, keep the parameters, log, checkpoint (files from rank 0 only)."""
+        row = self._validate() if self.master else None
+        if self.master:
+            self._apply_rule(row)
+        if self.world > 1:  # every rank must stop together: rank 0 decides
+            state = [self.plateau_at, self.finished, self.stop_reason]
+            dist.broadcast_object_list(state, src=0)
+            self.plateau_at, self.finished, self.stop_reason = state
+        if self.master:
+            self._save(row)
+
+    def _validate(self) -> dict[str, Any]:
+        logits = self.whole_clip_logits(self.valid_rows)
         row = {"epoch": self.epoch + 1, "train_loss": self.loss_sum.item() / self.seen,
-               "train_acc": self.correct.item() / self.seen, "valid_loss": valid_loss, "valid_acc": valid_acc,
-               "lr": self.lr, "seconds": time.time() - self.t0}
+               "train_acc": self.correct.item() / self.seen,
+               "valid_loss": F.cross_entropy(logits, self.valid_y).item(),
+               "valid_acc": (logits.argmax(1) == self.valid_y).float().mean().item()}
+        if len(self.inner_rows):
+            inner = self.whole_clip_logits(self.inner_rows)
+            row["inner_loss"] = F.cross_entropy(inner, self.inner_y).item()
+            row["inner_acc"] = (inner.argmax(1) == self.inner_y).float().mean().item()
+        return {**row, "lr": self.lr, "seconds": time.time() - self.t0}
+
+    def _apply_rule(self, row: dict[str, Any]) -> None:
+        """After this epoch: has the plateau begun the final decay, has training ended, and why."""
         self.history.append(row)
+        c, done = self.config, self.epoch + 1
+        if not self.converged_rule:
+            if done == c["epochs"]:
+                self.finished, self.stop_reason = True, f"trained the fixed {c['epochs']} epochs"
+            return
+        inner = [r["inner_loss"] for r in self.history]
+        if self.plateau_at is None and done < self.decay_span[0] and plateaued(inner, c["patience"]):
+            self.plateau_at = done
+            best = int(np.argmin(inner))
+            print(f"{self.label}inner validation loss has not improved for {c['patience']} epochs (best "
+                  f"{inner[best]:.4f} after epoch {best + 1}): the learning rate decays to 0 over epochs "
+                  f"{done + 1}-{self.decay_span[1]}, then training stops", flush=True)
+        start, end = self.decay_span
+        if done == end:
+            why = (f"inner validation loss stopped improving after epoch {self.plateau_at - c['patience']}"
+                   if self.plateau_at is not None else
+                   f"reached the cap of {c['epochs']} epochs before the inner validation loss stopped improving")
+            self.finished = True
+            self.stop_reason = f"{why}; the learning rate decayed to 0 over epochs {start + 1}-{end}"
+
+    def _save(self, row: dict[str, Any]) -> None:
+        c, valid_loss = self.config, row["valid_loss"]
         improved = valid_loss < self.best_loss
-        c, epochs = self.config, self.config["epochs"]
         if improved:
             self.best_loss = valid_loss
-            save_torch(self.params_file, {"state_dict": self.model.state_dict(),
-                                          "config": {**c, "epoch": self.epoch + 1, "valid_loss": valid_loss}})
-        save_json(self.log_file, {"config": c, "history": self.history, "finished": self.epoch + 1 == epochs,
-                                  "best_valid_loss": self.best_loss})
+        params = {"state_dict": self.model.state_dict(), "config": {**c, "epoch": self.epoch + 1,
+                                                                    "valid_loss": valid_loss}}
+        if improved and not self.converged_rule:  # the writeup's choice, on the reported fold
+            save_torch(self.params_file, params)
+        if self.finished:
+            save_torch(self.final_file, params)
+            if self.converged_rule:
+                save_torch(self.params_file, params)
+        state = {"best_valid_loss": self.best_loss, "plateau_at": self.plateau_at, "finished": self.finished,
+                 "stop_reason": self.stop_reason}
+        save_json(self.log_file, {"config": c, "history": self.history, **state})
         save_torch(self.ckpt_file, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                                     "scaler": self.scaler.state_dict(), "epoch": self.epoch + 1,
-                                    "best_valid_loss": self.best_loss, "history": self.history, "config": c})
-        print(f"{self.label}epoch {self.epoch + 1:3d}/{epochs} | lr {self.lr:.2e} | train loss {row['train_loss']:.4f} "
-              f"acc {row['train_acc']:.3f} | valid loss {valid_loss:.4f} acc {valid_acc:.3f}"
-              f"{' *' if improved else ''} | {row['seconds']:.1f}s", flush=True)
+                                    "history": self.history, "config": c, **state})
+        inner = f" | inner loss {row['inner_loss']:.4f} acc {row['inner_acc']:.3f}" if "inner_loss" in row else ""
+        print(f"{self.label}epoch {self.epoch + 1:3d}/{c['epochs']} | lr {self.lr:.2e} | train loss "
+              f"{row['train_loss']:.4f} acc {row['train_acc']:.3f}{inner} | valid loss {valid_loss:.4f} acc "
+              f"{row['valid_acc']:.3f}{' *' if improved else ''} | {row['seconds']:.1f}s", flush=True)
+        if self.finished:
+            print(f"{self.label}training stopped: {self.stop_reason}; {self.final_file.name} holds the last model",
+                  flush=True)
 
 
 def fold_rows(df: pd.DataFrame, row_of: dict[str, int]) -> np.ndarray:

@@ -24,6 +24,20 @@ SHARED_SETTINGS: dict[str, Any] = {
     "fine_tune_epochs": 30,
     "fine_tune_decay_from": 5,
     "valid_batch_size": 8,     # whole max_len spectrograms, so far fewer per batch
+    # when training stops (utils/training.py): "fixed" trains `epochs` and keeps the epoch of lowest validation loss
+    # (the writeup's recipe); "converged" holds out `inner_valid_share` of the fold's training clips, and once their
+    # loss has not improved for `patience` epochs decays the learning rate to 0 over `final_decay_epochs` and stops,
+    # keeping the last model; `epochs` (`fine_tune_epochs`) is then a cap
+    "stop_rule": "fixed",
+    "patience": 10,
+    "final_decay_epochs": 5,
+    "inner_valid_share": 0.1,
+    # augmentations (utils/augment.py), off in the writeup's recipe
+    "freq_masks": 0,           # masks per excerpt of up to `freq_mask_bins` frequency bands each
+    "freq_mask_bins": 0,
+    "time_masks": 0,           # masks per excerpt of up to `time_mask_frames` frames each
+    "time_mask_frames": 0,
+    "gain_db": 0.0,            # a random gain of up to +-gain_db per excerpt
 }
 
 
@@ -33,6 +47,16 @@ SHARED_SETTINGS: dict[str, Any] = {
 DEMO_SETTINGS: dict[str, Any] = {
     "batch_size": 32, "mixup_alpha": 0.3, "lr": 2e-3, "epochs": 14, "decay_from": 7, "excerpt_len": 256,
     "fine_tune_lr": 5e-4, "fine_tune_epochs": 5, "fine_tune_decay_from": 1,
+}
+
+
+# Researchers' own data on a CPU (models/vgg_gap_cpu*.py, run_experiment_set.py --preset cpu): the demo networks
+# trained until converged (the cap only bounds the time), with SpecAugment-style masks and, on version 1, a random
+# gain; docs/own_data_on_a_cpu.md measures each addition.
+CPU_SETTINGS: dict[str, Any] = {
+    **DEMO_SETTINGS, "stop_rule": "converged", "epochs": 80, "patience": 8, "final_decay_epochs": 5,
+    "inner_valid_share": 0.1, "fine_tune_epochs": 20,
+    "freq_masks": 2, "freq_mask_bins": 16, "time_masks": 2, "time_mask_frames": 32,
 }
 
 

@@ -88,6 +88,11 @@ def params_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag
     return fold_file(exp_root_dir, model_file, "params", fold, tag, ".pt")
 
 
+def final_params_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
+    """The model at the end of training, chosen by nothing the reported fold says (the honest cross-validation)."""
+    return fold_file(exp_root_dir, model_file, "final", fold, tag, ".pt")
+
+
 def log_path(exp_root_dir: str | Path, model_file: str | Path, fold: int, tag: str) -> Path:
     return fold_file(exp_root_dir, model_file, "results", fold, tag, ".json")
 

@@ -1,38 +1,92 @@
-"""The training recipe of train.py's loop: the learning-rate schedule, mixup, the loss, the batches of an epoch, and
-the random state each fold keeps when folds share a process."""
+"""The training recipe of train.py's loop: the learning-rate schedule and when training stops, the inner validation
+clips that decide it, mixup, the loss, the batches of an epoch, and the random state each fold keeps when folds share
+a process."""
 
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from utils.errors import InputError
 
+STOP_RULES = ("fixed", "converged")
+
 
 @dataclass(frozen=True)
 class Stage:
-    """How a pretraining or fine-tuning run trains: its learning rate, epochs, decay start and mixup."""
+    """How a pretraining or fine-tuning run trains: its learning rate, epochs (the cap, under the converged rule),
+    decay start (fixed rule), mixup, and when it stops (stop_rule, patience, final_decay)."""
     base_lr: float
     epochs: int
     decay_from: int
     mixup_alpha: float
+    stop_rule: str = "fixed"
+    patience: int = 0
+    final_decay: int = 0
 
 
 def resolve_stage(settings: dict[str, Any], fine_tune: bool, epochs: int | None = None) -> Stage:
     """A model file's settings for the stage; --epochs keeps the schedule's shape (the decay starts at the same
-    fraction). train.py trains with it and the schedule records it, so the two cannot disagree."""
+    fraction; under the converged rule it is the cap). train.py trains with it and the schedule records it, so the
+    two cannot disagree."""
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
+    if settings["stop_rule"] not in STOP_RULES:
+        raise InputError(f"unknown stop_rule {settings['stop_rule']!r}; choose one of {', '.join(STOP_RULES)}")
+    rule = (settings["stop_rule"], settings["patience"], settings["final_decay_epochs"])
     if fine_tune:  # no mixup when fine-tuning
-        stage = Stage(settings["fine_tune_lr"], settings["fine_tune_epochs"], settings["fine_tune_decay_from"], 0.0)
+        stage = Stage(settings["fine_tune_lr"], settings["fine_tune_epochs"], settings["fine_tune_decay_from"], 0.0,
+                      *rule)
     else:
-        stage = Stage(settings["lr"], settings["epochs"], settings["decay_from"], settings["mixup_alpha"])
+        stage = Stage(settings["lr"], settings["epochs"], settings["decay_from"], settings["mixup_alpha"], *rule)
     if epochs is None:
         return stage
-    return Stage(stage.base_lr, epochs, round(stage.decay_from * epochs / stage.epochs), stage.mixup_alpha)
+    return Stage(stage.base_lr, epochs, round(stage.decay_from * epochs / stage.epochs), stage.mixup_alpha, *rule)
+
+
+# ---- the converged rule ---------------------------------------------------------------------------------------
+# Training runs at the base learning rate while the loss on the inner validation clips (held out of the fold's
+# training part, never the reported fold) still improves. Once it has not improved for `patience` epochs, the
+# learning rate decays linearly to 0 over `final_decay` epochs, and training stops when the decay ends: the decay is
+# the stop, and the model at its end is the result. A run that reaches its cap first starts the same decay early
+# enough to end at the cap.
+
+def final_decay_span(plateau_at: int | None, epochs: int, final_decay: int) -> tuple[int, int]:
+    """(first epoch of the final decay, the epoch training stops before): after the plateau, or ending at the cap."""
+    start = max(0, epochs - final_decay)
+    if plateau_at is not None:
+        start = min(start, plateau_at)
+    return start, min(epochs, start + final_decay)
+
+
+def plateaued(inner_losses: Sequence[float], patience: int) -> bool:
+    """Whether the inner validation loss has not improved for `patience` epochs (the best is `patience` back)."""
+    best = int(np.argmin(inner_losses))
+    return len(inner_losses) - 1 - best >= patience
+
+
+def inner_validation_split(part: pd.DataFrame, share: float, seed: int, fold: int) -> tuple[pd.DataFrame,
+                                                                                          pd.DataFrame]:
+    """(training clips, inner validation clips) of a fold's training part: `share` of each class's clips, drawn from
+    its verified ones (where it has any), always leaving the class a training clip; a class of one clip keeps it.
+    Drawn from (seed, fold), so the same run holds out the same clips."""
+    rng = np.random.default_rng([seed, fold, 17])
+    held = []
+    for _, group in part.groupby("label", sort=True):
+        n = len(group)
+        pool = group[group["manually_verified"] == 1]
+        pool = pool if len(pool) else group
+        k = min(len(pool), n - 1, max(1, math.floor(share * n + 0.5)))
+        if k > 0:
+            held.extend(pool.index[np.sort(rng.choice(len(pool), size=k, replace=False))])
+    mask = part.index.isin(held)
+    return part[~mask].reset_index(drop=True), part[mask].reset_index(drop=True)
 
 
 def lr_at(epoch: int, base_lr: float, epochs: int, decay_from: int) -> float:

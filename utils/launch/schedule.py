@@ -49,6 +49,12 @@ PRESETS = {
     # the medium default (make_demo_dataset.py --size medium), where benchmarks/self_verification.py measures the
     # method: one 16-filter net, three rounds. 10 excerpts per clip, not 25: a round's verification then costs about
     # one fine-tuning epoch on 2 CPU cores instead of three
+    # researchers' own data on a CPU: the demo's two small nets (v1 and v2) with the recipe for small data sets
+    # (masks, a random gain on v1) trained until their inner validation loss has converged; see models/vgg_gap_cpu.py
+    "cpu": Preset(models=(("models/vgg_gap_cpu.py", "specs_train_v1"),
+                          ("models/vgg_gap_cpu_v2.py", "specs_train_v2")),
+                  max_len=1000, iterations=1, top_probs_thresh=0.3, k_per_class=40, n_excerpts=10,
+                  train_flags=("--channels_last",)),
     "medium": Preset(models=(("models/vgg_gap_medium.py", "specs_train_v1"),),
                      max_len=1500, iterations=3, top_probs_thresh=0.95, k_per_class=40, n_excerpts=10,
                      train_flags=("--channels_last",)),
@@ -92,7 +98,7 @@ class Step:
         if not self.per_fold:  # a self-verified train file and its summary
             return [f for path in self.outputs for f in (path, path.with_suffix(".summary.json"))]
         return [f(self.exp_root, self.model, k, self.tag) for k in self.folds
-                for f in (paths.log_path, paths.params_path, paths.checkpoint_path)]
+                for f in (paths.log_path, paths.params_path, paths.final_params_path, paths.checkpoint_path)]
 
     def shell(self) -> str:
         return shlex.join(self.command)
@@ -219,22 +225,37 @@ def nothing_to_verify(data_root: Path) -> bool:
 
 
 def fold_summary(exp_root: Path, model: str, tag: str, folds: list[int]) -> dict | None:
-    """Mean over folds of the best verified validation loss and that epoch's accuracy; None if unfinished."""
-    losses, accs = [], []
+    """Mean over folds of a finished iteration's figures; None if unfinished. 'final_*': the model at the end of
+    training (its inner validation loss, where the converged rule held clips out, and its accuracy on the reported
+    fold, which chose nothing); 'valid_loss'/'valid_acc': the epoch of lowest validation loss (the writeup's choice,
+    made on the reported fold); 'stop_rule': the runs' rule."""
+    rows = []
     for log in train_logs(exp_root, model, tag, folds):
         if not output_done(log):
             return None
-        history = json.loads(log.read_text())["history"]
+        record = json.loads(log.read_text())
+        history = record["history"]
         best = min(history, key=lambda row: row["valid_loss"])
-        losses.append(best["valid_loss"])
-        accs.append(best["valid_acc"])
-    return {"valid_loss": float(np.mean(losses)), "valid_acc": float(np.mean(accs)),
-            "valid_acc_std": float(np.std(accs)), "valid_accs": accs}
+        rows.append({"valid_loss": best["valid_loss"], "valid_acc": best["valid_acc"],
+                     "final_valid_acc": history[-1]["valid_acc"], "final_inner_loss": history[-1].get("inner_loss"),
+                     "epochs": len(history), "stop_rule": record["config"].get("stop_rule", "fixed")})
+    summary = {key: float(np.mean([r[key] for r in rows])) for key in ("valid_loss", "valid_acc", "final_valid_acc",
+                                                                      "epochs")}
+    inner = [r["final_inner_loss"] for r in rows]
+    return {**summary, "valid_acc_std": float(np.std([r["valid_acc"] for r in rows])),
+            "valid_accs": [r["valid_acc"] for r in rows], "final_valid_accs": [r["final_valid_acc"] for r in rows],
+            "final_inner_loss": None if None in inner else float(np.mean(inner)), "stop_rule": rows[0]["stop_rule"]}
 
 
 def select_best_iterations(preset: Preset, exp_root: Path, iterations: int, folds: list[int]) -> dict:
-    """Each model's iteration with the lowest mean verified validation loss over the folds (the seed chose by
-    eye), written to <exp_root>/best_iterations.json for evaluation and fusion, with the folds it covers."""
+    """Each model's iterations, written to <exp_root>/best_iterations.json for evaluation and fusion, with the folds
+    they cover:
+      tag          the iteration evaluation, fusion and bundles use: under the converged rule the one of lowest mean
+                   inner validation loss (chosen on clips held out of training); under the fixed rule the one of
+                   lowest mean validation loss (the writeup's choice, made on the reported folds);
+      honest_tag   the iteration whose final models the cross-validation figures score, chosen by nothing the
+                   reported folds say: `tag` under the converged rule, the last iteration under the fixed one;
+      writeup_tag  the iteration of lowest mean validation loss, and its best epochs: the writeup's choice."""
     choice = {}
     for model, spec_dir in preset.models:
         tags = {}
@@ -242,10 +263,21 @@ def select_best_iterations(preset: Preset, exp_root: Path, iterations: int, fold
             summary = fold_summary(exp_root, model, tag, folds)
             if summary is not None:
                 tags[tag] = summary
-        if tags:
-            best = min(tags, key=lambda t: tags[t]["valid_loss"])
-            choice[paths.model_name(model)] = {"model": model, "spec_dir": spec_dir, "tag": best, "folds": folds,
-                                               **tags[best], "iterations": tags}
+        if not tags:
+            continue
+        writeup = min(tags, key=lambda t: tags[t]["valid_loss"])
+        converged = all(t["final_inner_loss"] is not None for t in tags.values())
+        best = min(tags, key=lambda t: tags[t]["final_inner_loss"]) if converged else writeup
+        honest = best if converged else list(tags)[-1]
+        figures = {**tags[best], **({"valid_loss": tags[best]["final_inner_loss"],
+                                     "valid_acc": tags[best]["final_valid_acc"],
+                                     "valid_acc_std": float(np.std(tags[best]["final_valid_accs"]))}
+                                    if converged else {})}
+        choice[paths.model_name(model)] = {
+            "model": model, "spec_dir": spec_dir, "tag": best, "folds": folds, **figures,
+            "chosen_by": "inner validation loss" if converged else "validation loss (the reported folds)",
+            "honest_tag": honest, "writeup_tag": writeup, "writeup_valid_acc": tags[writeup]["valid_acc"],
+            "writeup_valid_accs": tags[writeup]["valid_accs"], "iterations": tags}
     save_json(paths.best_iterations_path(exp_root), choice)
     return choice
 
@@ -262,7 +294,8 @@ def read_best_iterations(exp_root: Path) -> dict:
     if not best:
         raise InputError(f"{path} lists no model (no iteration finished?)")
     for name, choice in best.items():
-        missing = [k for k in ("model", "spec_dir", "tag", "folds", "valid_acc") if k not in choice]
+        missing = [k for k in ("model", "spec_dir", "tag", "folds", "valid_acc", "honest_tag", "writeup_tag")
+                   if k not in choice]
         if missing:
             raise InputError(f"{path}: model {name!r} lacks {', '.join(missing)}; run run_experiment_set.py again "
                              "to rewrite it")

@@ -1,0 +1,47 @@
+"""The bar the nets must clear: a logistic regression on summary statistics of the same spectrograms, on the same
+folds. Each clip becomes each band's mean, standard deviation and 90th percentile over time, of every spectrogram
+version given (the whole clip, as the nets' validation sees it up to max_len); per fold it is trained on the fold's
+training part and scored on the fold's verified validation clips, as the nets are."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from utils import paths
+from utils.dataset_csv import read_train_csv
+from utils.folds import fold_numbers, load_folds, split_fold
+from utils.metrics import accuracy, map_at_k
+from utils.spec_data import load_spectrograms
+
+
+def clip_features(specs: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 3 * bands): per band the mean, standard deviation and 90th percentile over the clip's frames."""
+    return np.stack([np.concatenate([s.mean(1), s.std(1), np.percentile(s, 90, axis=1)]) for s in specs])
+
+
+def cross_validate(data_root: Path, spec_dirs: Sequence[str], max_len: int, verified_only: bool = False,
+                   seed: int = 0) -> list[dict[str, float]]:
+    """Per fold (in the data root's order) {"acc", "map3"} on its verified validation clips, trained on all of the
+    fold's training labels (noisy ones included) or on its verified clips alone."""
+    train = read_train_csv(data_root / paths.TRAIN_CSV)
+    folds = load_folds(data_root)
+    features = np.concatenate([clip_features(load_spectrograms(data_root / d, train["fname"], max_len))
+                               for d in spec_dirs], axis=1)
+    row = pd.Series(np.arange(len(train)), index=train["fname"])
+    classes = sorted(train["label"].unique())
+    index = {c: i for i, c in enumerate(classes)}
+    out = []
+    for fold in fold_numbers(folds):
+        part, valid, _ = split_fold(train, folds, fold, verified_only=verified_only)
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
+        model.fit(features[row[part["fname"]].to_numpy()], part["label"].map(index).to_numpy())
+        scores = np.zeros((len(valid), len(classes)))
+        scores[:, model.classes_] = model.predict_proba(features[row[valid["fname"]].to_numpy()])
+        truth = valid["label"].map(index).to_numpy()
+        out.append({"acc": accuracy(truth, scores.argmax(1)), "map3": map_at_k(truth, scores)})
+    return out
