@@ -34,9 +34,10 @@ from utils.dataset_csv import is_kaggle, read_test_csv
 from utils.evaluation import report_and_plot, select_clips
 from utils.launch.schedule import read_best_iterations
 from utils.linear_baseline import cross_validate as linear_cross_validate
+from utils.linear_baseline import predict_test
 from utils.metrics import accuracy, map_at_k, map_at_k_ranked, top_k
 from utils.paths import add_root_args
-from utils.results import Results, fuse, load_results
+from utils.results import Results, fuse, load_results, save_results
 from utils.submission import LEADERBOARD_SETS, TOP_K, read_submission, score_submission
 
 
@@ -93,15 +94,33 @@ def cross_validation(best: dict, valid_files: dict[str, list[Path]], data_root: 
     return rows
 
 
+LINEAR = "linear_baseline"  # its row in the test summary, and its result and submission files' name
+
+
+def trained_max_len(best: dict, exp_root: Path) -> int:
+    """The frames per clip the table's models were trained with (their first fold's log)."""
+    first = next(iter(best.values()))
+    log = paths.log_path(exp_root, first["model"], first["folds"][0], first["honest_tag"])
+    return json.loads(log.read_text())["config"]["max_len"]
+
+
+def linear_test_results(best: dict, data_root: Path, exp_root: Path, max_len: int | None, test) -> Path:
+    """The linear baseline trained on every training clip, its test posteriors saved as a result file beside the
+    fused ones, so that it is scored on the same test rows as the nets."""
+    spec_dirs = list(dict.fromkeys(choice["spec_dir"] for choice in best.values()))
+    classes, probs, missing = predict_test(data_root, spec_dirs, [paths.test_spec_dir(d) for d in spec_dirs],
+                                           max_len or trained_max_len(best, exp_root), list(test["fname"]))
+    path = paths.fused_path(exp_root, LINEAR)
+    save_results(path, Results(np.asarray(test["fname"]), classes, probs, "test", missing))
+    return path
+
+
 def linear_row(best: dict, data_root: Path, exp_root: Path, max_len: int | None) -> tuple[str, list]:
     """The linear baseline on the same folds, trained on all labels, on the table's spectrogram folders and max_len
     (the models' own, from their logs, unless --max_len says otherwise)."""
     spec_dirs = list(dict.fromkeys(choice["spec_dir"] for choice in best.values()))
-    if max_len is None:
-        first = next(iter(best.values()))
-        log = paths.log_path(exp_root, first["model"], first["folds"][0], first["honest_tag"])
-        max_len = json.loads(log.read_text())["config"]["max_len"]
-    return "linear baseline (all labels)", linear_cross_validate(data_root, spec_dirs, max_len)
+    return "linear baseline (all labels)", linear_cross_validate(data_root, spec_dirs,
+                                                                 max_len or trained_max_len(best, exp_root))
 
 
 def print_cross_validation(rows: list[tuple[str, list]], folds: list[int], best: dict) -> None:
@@ -147,6 +166,7 @@ def main(args: argparse.Namespace) -> None:
     fused_files["fusion of all"] = paths.fused_path(exp_root, "all")
     run(fusion, ["--set", "test", *(str(f) for files in test_files.values() for f in files),
                  "--out", str(fused_files["fusion of all"])])
+    fused_files[LINEAR] = linear_test_results(best, data_root, exp_root, args.max_len, test)
     if is_kaggle(test):
         test_rows = kaggle_scores(fused_files, data_root, exp_root)
     else:

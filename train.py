@@ -4,8 +4,14 @@ Pretraining:  python train.py --model models/vgg_gap_spec1_2.py --spec_dir specs
 Fine-tuning:  python train.py --model models/vgg_gap_spec1_2.py --spec_dir specs_train_v1 --fold 1 \\
                   --fine_tune --ini_params params_%d_it0 --train_file train_self_verified_it0.csv --tag it1
 
-Outputs go to <exp_root>/<model name>/: params_<fold>_<tag>.pt (lowest verified validation loss),
-results_<fold>_<tag>.json (per-epoch log) and checkpoint_<fold>_<tag>.pt; the same command started
+How long it trains is the model file's stop_rule: "fixed" (the writeup's: `epochs`, keeping the epoch of lowest
+verified validation loss) or "converged" (the cpu preset's: 10% of the fold's training clips held out as inner
+validation clips; once their loss has not improved for `patience` epochs the learning rate decays over
+`final_decay_epochs` and training stops, keeping the last model; `epochs` is a cap). The log says why it stopped.
+
+Outputs go to <exp_root>/<model name>/: params_<fold>_<tag>.pt (the rule's result), final_<fold>_<tag>.pt (the
+model at the end of training, which the reported fold chose nothing of), results_<fold>_<tag>.json (per-epoch log)
+and checkpoint_<fold>_<tag>.pt; the same command started
 again resumes from the checkpoint (paths may be spelled otherwise; a change of substance is refused, naming it),
 and a second identical command while the first runs stops at once. Under torchrun, one fold trains on several
 GPUs (DDP). Randomness is derived from (seed, epoch, batch), so a resumed run draws exactly the batches, excerpts
@@ -67,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stage.add_argument("--ini_params", default=None,
                        help="start from these parameters; %%d is replaced by the fold (params_%%d_it0)")
     stage.add_argument("--epochs", type=int, default=None,
-                       help="override the model file's epochs (the decay starts at the same fraction)")
+                       help="override the model file's epochs (fixed rule: the decay starts at the same "
+                            "fraction; converged rule: the cap)")
     stage.add_argument("--seed", type=int, default=1, help="seed for batches, excerpts, mixup and init")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--data_on", choices=["auto", "host", "device"], default="auto",

@@ -149,6 +149,10 @@ def test_fsdnoisy18k_noisy_part_and_a_test_split_scored_whole(demo_root, tmp_pat
     assert summary["totals"]["candidates"] == (train["manually_verified"] == 0).sum()
     assert "Cross-validation (4 folds)" in output
     assert f"The ensemble on the whole test split ({len(test)} clips)" in output
+    # the linear baseline, trained on every training clip, scored on the same test rows as the nets
+    linear = next(line for line in output.splitlines() if line.startswith("linear_baseline "))
+    assert len(linear.split()) == 3 and 0 < float(linear.split()[1]) <= 1  # name, test acc, test MAP@3
+    assert (exp / "fused_linear_baseline.npz").is_file()
     for name in NAMES.values():  # the per-class table names the data set's own classes
         assert name in output
     assert (exp / "cmatrix_test_fused_all.png").stat().st_size > 0

@@ -45,3 +45,9 @@ def test_evaluate_experiment_set_predicts_every_test_row(demo_root: Path, local_
     fusion_row = [line for line in summary.splitlines() if line.startswith("fusion of all")][0]
     scores = [float(v) for v in fusion_row.split()[-3:]]
     assert all(0 < s <= 1 for s in scores)
+    # the linear baseline on the same rows, its broken clips given the class prior as the nets' are
+    linear_row = [line for line in summary.splitlines() if line.startswith("linear_baseline")][0]
+    assert all(0 < float(v) <= 1 for v in linear_row.split()[-3:])
+    linear = load_results(exp / "fused_linear_baseline.npz")
+    assert linear.fnames.tolist() == test["fname"].tolist() and set(linear.fnames[linear.missing]) == broken
+    assert (exp / "submission_linear_baseline.csv").is_file()

@@ -45,3 +45,30 @@ def cross_validate(data_root: Path, spec_dirs: Sequence[str], max_len: int, veri
         truth = valid["label"].map(index).to_numpy()
         out.append({"acc": accuracy(truth, scores.argmax(1)), "map3": map_at_k(truth, scores)})
     return out
+
+
+def predict_test(data_root: Path, spec_dirs: Sequence[str], test_spec_dirs: Sequence[str], max_len: int,
+                 fnames: Sequence[str], seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(classes, posteriors (N, C), missing (N,)) of the test clips `fnames`, the model trained on every training
+    clip and label; a clip without a spectrogram in every folder gets the training set's class prior, as the nets'
+    evaluation gives it."""
+    from utils.evaluation import class_prior
+    from utils.spec_store import open_store
+
+    train = read_train_csv(data_root / paths.TRAIN_CSV)
+    classes = sorted(train["label"].unique())
+    index = {c: i for i, c in enumerate(classes)}
+    features = np.concatenate([clip_features(load_spectrograms(data_root / d, train["fname"], max_len))
+                               for d in spec_dirs], axis=1)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
+    model.fit(features, train["label"].map(index).to_numpy())
+    stores = [open_store(data_root / d) for d in test_spec_dirs]
+    missing = np.array([not all(f in s for s in stores) for f in fnames], dtype=bool)
+    present = [f for f, m in zip(fnames, missing, strict=True) if not m]
+    probs = np.tile(class_prior(data_root / paths.TRAIN_CSV, classes), (len(fnames), 1))
+    if present:
+        test_features = np.concatenate([clip_features([s.get(f, max_len) for f in present]) for s in stores], axis=1)
+        found = np.zeros((len(present), len(classes)), np.float32)
+        found[:, model.classes_] = model.predict_proba(test_features)
+        probs[~missing] = found
+    return classes, probs.astype(np.float32), missing
