@@ -10,13 +10,16 @@ Arms (each a model file written into <exp_root>/models/, the cpu net's settings 
   no_gain      without the random gain
   fixed        without the converged rule: the demo nets' fixed 14 epochs, the epoch of lowest validation loss
                kept as the writeup did (so this arm's figure is chosen on the reported fold: optimistic)
-Each arm trains every fold in one process (train.py --fold 1 .. K) and is scored by each fold's final model on that
-fold's verified validation clips (the accuracy its log records for its last epoch): nothing chosen on the reported
-fold, but for the fixed arm, whose best epoch is. Rows: mean +- spread (standard deviation over seeds of the mean
-over folds), and each arm's wall time per seed. A run interrupted goes on where it stopped (train.py resumes)."""
+Each arm trains every fold as the schedule does (run_experiment.sh, folds side by side) and is scored by each
+fold's final model on that fold's verified validation clips (the accuracy its log records for its last epoch):
+nothing chosen on the reported fold, but for the fixed arm, whose best epoch is. Rows: mean +- spread (standard
+deviation over seeds of the mean over folds), and each arm's wall time per seed. A run interrupted goes on where
+it stopped (train.py resumes)."""
 
 import argparse
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -58,9 +61,12 @@ def arm_model(exp_root: Path, arm: str) -> Path:
 def run_arm(data_root: Path, exp_root: Path, arm: str, seed: int, folds: list[int]) -> dict:
     model, exp = arm_model(exp_root, arm), exp_root / f"seed{seed}"
     t0 = time.time()
-    subprocess.run([sys.executable, "train.py", "--model", str(model), "--spec_dir", "specs_train_v1",
-                    "--data_root", str(data_root), "--exp_root", str(exp), "--max_len", str(MAX_LEN),
-                    "--seed", str(seed), "--channels_last", "--fold", *map(str, folds)], cwd=REPO, check=True)
+    # run_experiment.sh, as the schedule runs a step: the folds side by side, one per core
+    command = shlex.join([sys.executable, "train.py", "--model", str(model), "--spec_dir", "specs_train_v1",
+                          "--data_root", str(data_root), "--exp_root", str(exp), "--max_len", str(MAX_LEN),
+                          "--seed", str(seed), "--channels_last"])
+    subprocess.run(["./run_experiment.sh", f"cpu_{arm}", command, "0"], cwd=REPO, check=True,
+                   env={**os.environ, "FSDTAG_EXP_ROOT": str(exp)})
     seconds = time.time() - t0
     accs, epochs = [], []
     for k in folds:

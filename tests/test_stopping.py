@@ -212,3 +212,18 @@ def test_iterations_are_chosen_without_the_reported_folds_under_the_converged_ru
         write_log(fixed, model, k, "it1", "fixed", [0.9, 0.8], [0.6, 0.7])
     best = select_best_iterations(preset, fixed, 1, [1, 2])["vgg_gap_cpu"]
     assert (best["tag"], best["honest_tag"], best["writeup_tag"]) == ("it0", "it1", "it0")
+
+
+def test_the_recipe_benchmark_reports_each_arm_against_the_linear_baseline(tmp_path):
+    from benchmarks import cpu_recipe
+
+    model = cpu_recipe.arm_model(tmp_path, "no_masks")
+    settings = model_settings(load_model_file(model))
+    assert settings["freq_masks"] == settings["time_masks"] == 0 and settings["stop_rule"] == "converged"
+    assert model_settings(load_model_file(cpu_recipe.arm_model(tmp_path, "fixed")))["stop_rule"] == "fixed"
+    run = {"acc": 0.9, "fold_accs": [0.9], "epochs": [30], "seconds": 60.0}
+    results = {"data_root": "d", "n_folds": 1, "seeds": [1, 2], "linear": {"acc": 0.7, "seconds": 2.0},
+               "arms": {"recipe": {"1": run, "2": {**run, "acc": 0.8}}}}
+    lines = cpu_recipe.report(results).splitlines()
+    assert lines[2].split() == ["recipe", "0.850", "0.050", "30.0", "60"]
+    assert lines[3].split()[:2] == ["linear", "0.700"]
