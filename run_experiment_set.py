@@ -16,7 +16,7 @@ the one of lowest mean verified validation loss, as the writeup chose.
 
 The cpu preset on 2 cores: its time grows with the training clips times the epochs until convergence (capped at
 80 pretraining epochs), times the folds, plus validation of whole clips at up to 1000 frames (5.7 s) a clip. A
-400-clip, 5-fold data set of 5 s clips (both nets, spectrograms and evaluation) takes about 25 minutes; see
+400-clip, 5-fold data set of 5 s clips (both nets, spectrograms and evaluation) took 27 minutes; see
 docs/own_data_on_a_cpu.md for the measured figures.
 With --launcher slurm the whole schedule is submitted at once: each per-fold step is a job array over the folds,
 chained with --dependency=afterok, scripts and logs in <exp_root>/slurm/ (see utils/launch/slurm.py); run the

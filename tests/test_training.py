@@ -236,13 +236,17 @@ def test_ini_params_of_another_architecture(demo_root, tmp_path):
 
 
 def test_ddp_two_cpu_processes(demo_root, tmp_path):
+    # the cpu preset's net: the converged rule's decision (rank 0's) and the augmentations run on both ranks
+    cpu_net = "models/vgg_gap_cpu.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "train.py", *train_args(demo_root, tmp_path, "--fold", "4", "--epochs", "2")],
+                           "train.py", *train_args(demo_root, tmp_path, "--fold", "4", "--epochs", "2",
+                                                   "--model", cpu_net)],
                           cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    log = json.loads(paths.log_path(tmp_path, DEMO, 4, "it0").read_text())
-    assert log["finished"] and log["config"]["world_size"] == 2
+    log = json.loads(paths.log_path(tmp_path, cpu_net, 4, "it0").read_text())
+    assert log["finished"] and log["config"]["world_size"] == 2 and len(log["history"]) == 2
+    assert "reached the cap of 2 epochs" in log["stop_reason"]
 
 
 def test_run_experiment_sh_on_cpu(demo_root, tmp_path):
