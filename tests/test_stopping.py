@@ -96,7 +96,7 @@ def test_converged_rule_stops_before_its_cap_and_resumes_exactly(demo_root, tmp_
     assert config["stop_rule"] == "converged" and config["n_inner"] > 0
     folds = load_folds(demo_root)
     assert config["n_train"] + config["n_inner"] == (folds["fold"] != 1).sum()  # the fold's training part, split
-    # the plateau: the best inner loss was `patience` epochs before the decay began; then 2 epochs of decay to 0
+    # the plateau: the best inner loss was `patience` epochs before the decay began; then 2 epochs of decay
     inner = [r["inner_loss"] for r in history]
     plateau = log["plateau_at"]
     assert plateau == len(history) - 2 and int(np.argmin(inner[:plateau])) == plateau - 2

@@ -198,8 +198,9 @@ class FoldRun:
 
     def end_epoch(self) -> None:
         """Validate, apply the stopping rule, keep the parameters, log, checkpoint (files from rank 0 only)."""
-        row = self._validate() if self.master else None
+        row = None
         if self.master:
+            row = self._validate()
             self._apply_rule(row)
         if self.world > 1:  # every rank must stop together: rank 0 decides
             state = [self.plateau_at, self.finished, self.stop_reason]
@@ -208,16 +209,16 @@ class FoldRun:
         if self.master:
             self._save(row)
 
+    def _loss_and_accuracy(self, rows: np.ndarray, y: torch.Tensor) -> tuple[float, float]:
+        logits = self.whole_clip_logits(rows)
+        return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
     def _validate(self) -> dict[str, Any]:
-        logits = self.whole_clip_logits(self.valid_rows)
         row = {"epoch": self.epoch + 1, "train_loss": self.loss_sum.item() / self.seen,
-               "train_acc": self.correct.item() / self.seen,
-               "valid_loss": F.cross_entropy(logits, self.valid_y).item(),
-               "valid_acc": (logits.argmax(1) == self.valid_y).float().mean().item()}
+               "train_acc": self.correct.item() / self.seen}
+        row["valid_loss"], row["valid_acc"] = self._loss_and_accuracy(self.valid_rows, self.valid_y)
         if len(self.inner_rows):
-            inner = self.whole_clip_logits(self.inner_rows)
-            row["inner_loss"] = F.cross_entropy(inner, self.inner_y).item()
-            row["inner_acc"] = (inner.argmax(1) == self.inner_y).float().mean().item()
+            row["inner_loss"], row["inner_acc"] = self._loss_and_accuracy(self.inner_rows, self.inner_y)
         return {**row, "lr": self.lr, "seconds": time.time() - self.t0}
 
     def _apply_rule(self, row: dict[str, Any]) -> None:
@@ -233,7 +234,7 @@ class FoldRun:
             self.plateau_at = done
             best = int(np.argmin(inner))
             print(f"{self.label}inner validation loss has not improved for {c['patience']} epochs (best "
-                  f"{inner[best]:.4f} after epoch {best + 1}): the learning rate decays to 0 over epochs "
+                  f"{inner[best]:.4f} after epoch {best + 1}): the learning rate decays linearly over epochs "
                   f"{done + 1}-{self.decay_span[1]}, then training stops", flush=True)
         start, end = self.decay_span
         if done == end:
@@ -241,7 +242,7 @@ class FoldRun:
                    if self.plateau_at is not None else
                    f"reached the cap of {c['epochs']} epochs before the inner validation loss stopped improving")
             self.finished = True
-            self.stop_reason = f"{why}; the learning rate decayed to 0 over epochs {start + 1}-{end}"
+            self.stop_reason = f"{why}; the learning rate decayed linearly over epochs {start + 1}-{end}"
 
     def _save(self, row: dict[str, Any]) -> None:
         c, valid_loss = self.config, row["valid_loss"]

@@ -26,7 +26,7 @@ SHARED_SETTINGS: dict[str, Any] = {
     "valid_batch_size": 8,     # whole max_len spectrograms, so far fewer per batch
     # when training stops (utils/training.py): "fixed" trains `epochs` and keeps the epoch of lowest validation loss
     # (the writeup's recipe); "converged" holds out `inner_valid_share` of the fold's training clips, and once their
-    # loss has not improved for `patience` epochs decays the learning rate to 0 over `final_decay_epochs` and stops,
+    # loss has not improved for `patience` epochs decays the learning rate linearly over `final_decay_epochs` and stops,
     # keeping the last model; `epochs` (`fine_tune_epochs`) is then a cap
     "stop_rule": "fixed",
     "patience": 10,

@@ -26,9 +26,9 @@ class Stage:
     epochs: int
     decay_from: int
     mixup_alpha: float
-    stop_rule: str = "fixed"
-    patience: int = 0
-    final_decay: int = 0
+    stop_rule: str
+    patience: int
+    final_decay: int
 
 
 def resolve_stage(settings: dict[str, Any], fine_tune: bool, epochs: int | None = None) -> Stage:
@@ -53,7 +53,8 @@ def resolve_stage(settings: dict[str, Any], fine_tune: bool, epochs: int | None 
 # ---- the converged rule ---------------------------------------------------------------------------------------
 # Training runs at the base learning rate while the loss on the inner validation clips (held out of the fold's
 # training part, never the reported fold) still improves. Once it has not improved for `patience` epochs, the
-# learning rate decays linearly to 0 over `final_decay` epochs, and training stops when the decay ends: the decay is
+# learning rate decays linearly over `final_decay` epochs (lr_at: from the base rate to base/final_decay), and
+# training stops when the decay ends: the decay is
 # the stop, and the model at its end is the result. A run that reaches its cap first starts the same decay early
 # enough to end at the cap.
 
